@@ -1,0 +1,906 @@
+"""Applying a batch of commands to the ledger's state, in memory.
+
+The store loads the rows a batch touches (accounts, pending and original
+transactions, earlier entries with the same ids), this module applies each
+command in order, and the store writes the rows it produced in one database
+transaction. Nothing here touches the database, so the rules are plain,
+testable code.
+
+Each command is fully checked before it changes the in-memory state, so a
+failing command in an independent batch leaves no trace; in a linked batch the
+store discards everything on the first failure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ledger.canonical import decode, encode, validate_metadata
+from ledger.errors import (
+    AccountExistsWithDifferentFields,
+    AccountMustBeOpen,
+    AccountNotFound,
+    AlreadyReversed,
+    AmountMustBePositive,
+    CurrencyMustMatchAccount,
+    DebitsMustEqualCredits,
+    ExceedsCredits,
+    ExceedsDebits,
+    ExistsWithDifferentBody,
+    FlagsMustBeCompatible,
+    IntegrityError,
+    LimitMustNotBeNegative,
+    PartialPostNeedsTwoPostings,
+    PendingExpired,
+    PendingMustBePending,
+    PostAmountMustNotExceedPending,
+    ReversalMustBeOfPosted,
+    TextMustBeValid,
+    TransactionNotFound,
+)
+from ledger.leaf import encode_leaf, format_time, postings_json
+from ledger.money import INT64_MAX, AmountOverflow, checked_sum, currency
+from ledger.records import (
+    AccountFlag,
+    AccountStatus,
+    Command,
+    EntryKind,
+    NewAccount,
+    NewTransaction,
+    Posting,
+    PostPending,
+    Receipt,
+    Reverse,
+    SetAccountStatus,
+    SetDebitLimit,
+    Side,
+    SignedInstruction,
+    TransactionState,
+    VoidPending,
+)
+from ledger.validation import (
+    CODE_MAX_LENGTH,
+    ID_MAX_LENGTH,
+    REFERENCE_MAX_LENGTH,
+    validate_id,
+    validate_postings,
+    validate_text,
+    validate_timeout,
+)
+
+InstructionCheck = Callable[[SignedInstruction, int], None]
+"""Verifies a participant's signature as of a journal index; raises a LedgerError."""
+
+
+def leaf_hash(leaf: bytes) -> bytes:
+    """RFC 9162 section 2.1.1 leaf hash: SHA-256(0x00 || leaf)."""
+    return hashlib.sha256(b"\x00" + leaf).digest()
+
+
+def entry_key(command: Command) -> str:
+    """The idempotency namespace of a command's id.
+
+    Money-moving commands share one namespace (a post and a transaction cannot
+    reuse each other's id); accounts and administrative changes have their own.
+    """
+    if isinstance(command, NewAccount):
+        return "account/" + command.id
+    if isinstance(command, (SetAccountStatus, SetDebitLimit)):
+        return "admin/" + command.id
+    return "transaction/" + command.id
+
+
+def expiry_key(pending_id: str) -> str:
+    return "expiry/" + pending_id
+
+
+@dataclass(slots=True)
+class AccountState:
+    """An account as the batch sees it: identity, limits and running totals."""
+
+    id: str
+    owner: str
+    currency: str
+    normal_side: Side
+    flags: frozenset[AccountFlag]
+    debit_limit_minor: int | None
+    metadata: bytes
+    status: AccountStatus
+    journal_index: int
+    debits_posted: int = 0
+    credits_posted: int = 0
+    debits_pending: int = 0
+    credits_pending: int = 0
+    is_new: bool = False
+    dirty: bool = False
+
+    def debit_cap(self) -> int | None:
+        """Net debit cap, or None when debits are unconstrained."""
+        if self.debit_limit_minor is not None:
+            return self.debit_limit_minor
+        if AccountFlag.DEBITS_MUST_NOT_EXCEED_CREDITS in self.flags:
+            return 0
+        return None
+
+
+@dataclass(slots=True)
+class TransactionRecord:
+    """A money-moving entry the batch may resolve (post, void, expire) or reverse."""
+
+    id: str
+    kind: EntryKind
+    journal_index: int
+    state: TransactionState
+    postings: tuple[Posting, ...]
+    timeout_at_us: int | None
+    reversed: bool = False
+    is_new: bool = False
+    state_changed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PriorEntry:
+    """An entry already in the journal under the same idempotency key."""
+
+    journal_index: int
+    leaf_hash: bytes
+    request: bytes
+
+
+@dataclass(slots=True)
+class BatchOutput:
+    """Rows a batch produced, for the store to write in one transaction."""
+
+    journal: list[dict[str, Any]] = field(default_factory=list)
+    new_accounts: list[dict[str, Any]] = field(default_factory=list)
+    new_transactions: list[dict[str, Any]] = field(default_factory=list)
+    postings: list[dict[str, Any]] = field(default_factory=list)
+    leaf_hashes: list[bytes] = field(default_factory=list)
+
+
+class _Delta:
+    """Changes to one account's four totals, computed before they are applied."""
+
+    __slots__ = ("credits_pending", "credits_posted", "debits_pending", "debits_posted")
+
+    def __init__(self) -> None:
+        self.debits_posted = 0
+        self.credits_posted = 0
+        self.debits_pending = 0
+        self.credits_pending = 0
+
+
+class Batch:
+    """One write transaction's worth of commands applied to loaded state."""
+
+    def __init__(
+        self,
+        *,
+        next_index: int,
+        committed_at_us: int,
+        accounts: dict[str, AccountState],
+        transactions: dict[str, TransactionRecord],
+        prior_entries: Mapping[str, PriorEntry],
+        check_instruction: InstructionCheck | None = None,
+    ) -> None:
+        self.first_index = next_index
+        self.next_index = next_index
+        self.committed_at_us = committed_at_us
+        self.accounts = accounts
+        self.transactions = transactions
+        self.prior_entries: dict[str, PriorEntry] = dict(prior_entries)
+        self.check_instruction = check_instruction
+        self.output = BatchOutput()
+        # Per currency: (posted debits - posted credits, pending debits - pending credits)
+        # over everything this batch wrote; must end at zero (checked in finish()).
+        self._net: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+
+    # -- entry points --------------------------------------------------------
+
+    def apply(self, command: Command) -> Receipt:
+        """Apply one command or raise the LedgerError that names the broken rule."""
+        if isinstance(command, NewTransaction):
+            return self._new_transaction(command)
+        if isinstance(command, PostPending):
+            return self._post_pending(command)
+        if isinstance(command, VoidPending):
+            return self._void_pending(command)
+        if isinstance(command, Reverse):
+            return self._reverse(command)
+        if isinstance(command, NewAccount):
+            return self._new_account(command)
+        if isinstance(command, SetAccountStatus):
+            return self._set_status(command)
+        if isinstance(command, SetDebitLimit):
+            return self._set_debit_limit(command)
+        raise TypeError(f"not a ledger command: {type(command).__name__}")
+
+    def expire(self, pending_id: str) -> Receipt:
+        """Release a pending transaction whose timeout has passed (no instruction)."""
+        record = self.transactions[pending_id]
+        if record.state is not TransactionState.PENDING:
+            raise IntegrityError(f"expiry of {pending_id!r} in state {record.state}")
+        releases = record.postings
+        body = {"pending_id": pending_id, "releases": postings_json(releases)}
+        receipt = self._emit(
+            expiry_key(pending_id), pending_id, EntryKind.EXPIRE_PENDING, body, None, None
+        )
+        self._move(receipt.journal_index, (), releases)
+        record.state = TransactionState.PENDING_EXPIRED
+        record.state_changed = True
+        return receipt
+
+    def finish(self) -> BatchOutput:
+        """Check the batch's own invariants, then hand its rows to the store."""
+        for code, (posted, pending) in self._net.items():
+            if posted != 0 or pending != 0:
+                raise IntegrityError(
+                    f"batch is unbalanced in {code}: posted net {posted}, pending net {pending}"
+                )
+        indexes = [row["journal_index"] for row in self.output.journal]
+        if indexes != list(range(self.first_index, self.first_index + len(indexes))):
+            raise IntegrityError(f"journal indexes are not contiguous: {indexes[:5]}...")
+        return self.output
+
+    # -- commands --------------------------------------------------------------
+
+    def _new_transaction(self, command: NewTransaction) -> Receipt:
+        validate_id(command.id)
+        self._validate_common_text(command.code, command.reference)
+        metadata = validate_metadata(command.metadata)
+        validate_postings(command.postings)
+        self._check_sums(command.postings)
+        self._check_balanced(command.postings)
+        validate_timeout(command.pending, command.timeout_seconds)
+        legs = postings_json(command.postings)
+        request = {
+            "kind": "transaction",
+            "postings": legs,
+            "code": command.code,
+            "reference": command.reference,
+            "metadata": dict(command.metadata),
+            "pending": command.pending,
+            "timeout_seconds": command.timeout_seconds,
+        }
+        key = entry_key(command)
+        existed = self._prior(key, command.id, request)
+        if existed is not None:
+            return existed
+        self._check_accounts(command.postings)
+        self._check_instruction(command.instruction)
+        timeout_at_us = None
+        if command.pending:
+            timeout_at_us = self.committed_at_us + (command.timeout_seconds or 0) * 1_000_000
+        posted = () if command.pending else command.postings
+        pending = command.postings if command.pending else ()
+        self._check_limits(posted, pending)
+        body = {
+            "id": command.id,
+            "code": command.code,
+            "reference": command.reference,
+            "metadata": request["metadata"],
+            "pending": command.pending,
+            "timeout_at": None if timeout_at_us is None else format_time(timeout_at_us),
+            "postings": legs,
+        }
+        receipt = self._emit(
+            key, command.id, EntryKind.TRANSACTION, body, request, command.instruction
+        )
+        state = TransactionState.PENDING if command.pending else TransactionState.POSTED
+        self._record_transaction(
+            command.id,
+            EntryKind.TRANSACTION,
+            receipt.journal_index,
+            state,
+            command.postings,
+            code=command.code,
+            reference=command.reference,
+            metadata=metadata,
+            timeout_at_us=timeout_at_us,
+        )
+        self._move(receipt.journal_index, posted, (), pending=pending)
+        return receipt
+
+    def _post_pending(self, command: PostPending) -> Receipt:
+        validate_id(command.id)
+        validate_id(command.pending_id, "pending_id")
+        self._validate_common_text(command.code, command.reference)
+        metadata = validate_metadata(command.metadata)
+        if command.amount_minor is not None and (
+            type(command.amount_minor) is not int or not 0 < command.amount_minor <= INT64_MAX
+        ):
+            raise AmountMustBePositive(
+                f"amount_minor must be a positive integer, got {command.amount_minor!r}"
+            )
+        request = {
+            "kind": "post_pending",
+            "pending_id": command.pending_id,
+            "amount_minor": None if command.amount_minor is None else str(command.amount_minor),
+            "code": command.code,
+            "reference": command.reference,
+            "metadata": dict(command.metadata),
+        }
+        key = entry_key(command)
+        existed = self._prior(key, command.id, request)
+        if existed is not None:
+            return existed
+        record = self._pending(command.pending_id)
+        releases = record.postings
+        if command.amount_minor is None:
+            posted = releases
+        else:
+            if len(releases) != 2:
+                raise PartialPostNeedsTwoPostings(
+                    f"pending {command.pending_id!r} has {len(releases)} postings; a partial "
+                    "amount can be posted only for one debit and one credit. Omit amount_minor "
+                    "to post in full."
+                )
+            reserved = releases[0].amount_minor
+            if command.amount_minor > reserved:
+                raise PostAmountMustNotExceedPending(
+                    f"amount_minor {command.amount_minor} exceeds the {reserved} reserved by "
+                    f"pending {command.pending_id!r}"
+                )
+            posted = tuple(
+                Posting(p.account_id, p.side, command.amount_minor, p.currency) for p in releases
+            )
+        self._check_accounts(posted)
+        self._check_instruction(command.instruction)
+        body = {
+            "id": command.id,
+            "pending_id": command.pending_id,
+            "code": command.code,
+            "reference": command.reference,
+            "metadata": dict(command.metadata),
+            "postings": postings_json(posted),
+            "releases": postings_json(releases),
+        }
+        receipt = self._emit(
+            key, command.id, EntryKind.POST_PENDING, body, request, command.instruction
+        )
+        record.state = TransactionState.PENDING_POSTED
+        record.state_changed = True
+        self._record_transaction(
+            command.id,
+            EntryKind.POST_PENDING,
+            receipt.journal_index,
+            TransactionState.POSTED,
+            posted,
+            code=command.code,
+            reference=command.reference,
+            metadata=metadata,
+            pending_id=command.pending_id,
+        )
+        self._move(receipt.journal_index, posted, releases)
+        return receipt
+
+    def _void_pending(self, command: VoidPending) -> Receipt:
+        validate_id(command.id)
+        validate_id(command.pending_id, "pending_id")
+        self._validate_common_text(command.code, command.reference)
+        metadata = validate_metadata(command.metadata)
+        request = {
+            "kind": "void_pending",
+            "pending_id": command.pending_id,
+            "code": command.code,
+            "reference": command.reference,
+            "metadata": dict(command.metadata),
+        }
+        key = entry_key(command)
+        existed = self._prior(key, command.id, request)
+        if existed is not None:
+            return existed
+        record = self._pending(command.pending_id)
+        self._check_instruction(command.instruction)
+        releases = record.postings
+        body = {
+            "id": command.id,
+            "pending_id": command.pending_id,
+            "code": command.code,
+            "reference": command.reference,
+            "metadata": dict(command.metadata),
+            "releases": postings_json(releases),
+        }
+        receipt = self._emit(
+            key, command.id, EntryKind.VOID_PENDING, body, request, command.instruction
+        )
+        record.state = TransactionState.PENDING_VOIDED
+        record.state_changed = True
+        self._record_transaction(
+            command.id,
+            EntryKind.VOID_PENDING,
+            receipt.journal_index,
+            TransactionState.POSTED,
+            (),
+            code=command.code,
+            reference=command.reference,
+            metadata=metadata,
+            pending_id=command.pending_id,
+        )
+        self._move(receipt.journal_index, (), releases)
+        return receipt
+
+    def _reverse(self, command: Reverse) -> Receipt:
+        validate_id(command.id)
+        validate_id(command.original_id, "original_id")
+        self._validate_common_text(command.code, command.reference)
+        metadata = validate_metadata(command.metadata)
+        request = {
+            "kind": "reversal",
+            "original_id": command.original_id,
+            "code": command.code,
+            "reference": command.reference,
+            "metadata": dict(command.metadata),
+        }
+        key = entry_key(command)
+        existed = self._prior(key, command.id, request)
+        if existed is not None:
+            return existed
+        original = self.transactions.get(command.original_id)
+        if original is None:
+            raise TransactionNotFound(f"transaction {command.original_id!r} does not exist")
+        if original.state is not TransactionState.POSTED or not original.postings:
+            raise ReversalMustBeOfPosted(
+                f"transaction {command.original_id!r} is {original.state.value}"
+                f" ({original.kind.value}); only posted transactions are reversed"
+                " (void a pending one instead)"
+            )
+        if original.reversed:
+            raise AlreadyReversed(f"transaction {command.original_id!r} was already reversed")
+        mirrored = tuple(
+            Posting(p.account_id, _other(p.side), p.amount_minor, p.currency)
+            for p in original.postings
+        )
+        self._check_accounts(mirrored)
+        self._check_instruction(command.instruction)
+        self._check_limits(mirrored, ())
+        body = {
+            "id": command.id,
+            "reverses_id": command.original_id,
+            "code": command.code,
+            "reference": command.reference,
+            "metadata": dict(command.metadata),
+            "postings": postings_json(mirrored),
+        }
+        receipt = self._emit(
+            key, command.id, EntryKind.REVERSAL, body, request, command.instruction
+        )
+        original.reversed = True
+        self._record_transaction(
+            command.id,
+            EntryKind.REVERSAL,
+            receipt.journal_index,
+            TransactionState.POSTED,
+            mirrored,
+            code=command.code,
+            reference=command.reference,
+            metadata=metadata,
+            reverses_id=command.original_id,
+        )
+        self._move(receipt.journal_index, mirrored, ())
+        return receipt
+
+    def _new_account(self, command: NewAccount) -> Receipt:
+        validate_id(command.id)
+        validate_id(command.owner, "owner")
+        currency(command.currency)
+        if not isinstance(command.normal_side, Side):
+            raise TextMustBeValid("normal_side must be debit or credit")
+        flags = frozenset(AccountFlag(flag) for flag in command.flags)
+        if {
+            AccountFlag.DEBITS_MUST_NOT_EXCEED_CREDITS,
+            AccountFlag.CREDITS_MUST_NOT_EXCEED_DEBITS,
+        } <= flags:
+            raise FlagsMustBeCompatible(
+                "an account cannot have both debits_must_not_exceed_credits and "
+                "credits_must_not_exceed_debits: no posting could ever move it"
+            )
+        _check_limit(command.debit_limit_minor)
+        metadata = validate_metadata(command.metadata)
+        account_json = {
+            "id": command.id,
+            "owner": command.owner,
+            "currency": command.currency,
+            "normal_side": command.normal_side.value,
+            "flags": sorted(flag.value for flag in flags),
+            "debit_limit": _limit_json(command.debit_limit_minor),
+            "metadata": dict(command.metadata),
+        }
+        request = {"kind": "account", "account": account_json}
+        key = entry_key(command)
+        prior = self.prior_entries.get(key)
+        if prior is not None:
+            differing = _differing_fields(decode(prior.request), request)
+            if differing:
+                raise AccountExistsWithDifferentFields(
+                    f"account {command.id!r} exists with different "
+                    f"{', '.join(differing)}; choose another id or match the existing account"
+                )
+            return Receipt(command.id, prior.journal_index, prior.leaf_hash, existed=True)
+        self._check_instruction(command.instruction)
+        receipt = self._emit(
+            key,
+            command.id,
+            EntryKind.ACCOUNT,
+            {"account": account_json},
+            request,
+            command.instruction,
+        )
+        self.accounts[command.id] = AccountState(
+            id=command.id,
+            owner=command.owner,
+            currency=command.currency,
+            normal_side=command.normal_side,
+            flags=flags,
+            debit_limit_minor=command.debit_limit_minor,
+            metadata=metadata,
+            status=AccountStatus.OPEN,
+            journal_index=receipt.journal_index,
+            is_new=True,
+        )
+        return receipt
+
+    def _set_status(self, command: SetAccountStatus) -> Receipt:
+        validate_id(command.id)
+        validate_id(command.account_id, "account_id")
+        status = AccountStatus(command.status)
+        request = {
+            "kind": "account_status",
+            "account_id": command.account_id,
+            "status": status.value,
+        }
+        key = entry_key(command)
+        existed = self._prior(key, command.id, request)
+        if existed is not None:
+            return existed
+        account = self._account(command.account_id)
+        if account.status is AccountStatus.CLOSED:
+            raise AccountMustBeOpen(f"account {command.account_id!r} is closed for good")
+        if status is AccountStatus.CLOSED and (account.debits_pending or account.credits_pending):
+            raise PendingMustBePending(
+                f"account {command.account_id!r} has pending amounts; post or void them first"
+            )
+        self._check_instruction(command.instruction)
+        receipt = self._emit(
+            key,
+            command.id,
+            EntryKind.ACCOUNT_STATUS,
+            {"account_id": command.account_id, "status": status.value},
+            request,
+            command.instruction,
+        )
+        account.status = status
+        account.dirty = True
+        return receipt
+
+    def _set_debit_limit(self, command: SetDebitLimit) -> Receipt:
+        validate_id(command.id)
+        validate_id(command.account_id, "account_id")
+        _check_limit(command.debit_limit_minor)
+        request = {
+            "kind": "debit_limit",
+            "account_id": command.account_id,
+            "debit_limit": _limit_json(command.debit_limit_minor),
+        }
+        key = entry_key(command)
+        existed = self._prior(key, command.id, request)
+        if existed is not None:
+            return existed
+        account = self._account(command.account_id)
+        self._check_instruction(command.instruction)
+        receipt = self._emit(
+            key,
+            command.id,
+            EntryKind.DEBIT_LIMIT,
+            {
+                "account_id": command.account_id,
+                "debit_limit": _limit_json(command.debit_limit_minor),
+            },
+            request,
+            command.instruction,
+        )
+        account.debit_limit_minor = command.debit_limit_minor
+        account.dirty = True
+        return receipt
+
+    # -- checks ----------------------------------------------------------------
+
+    @staticmethod
+    def _validate_common_text(code: str, reference: str) -> None:
+        validate_text(code, "code", CODE_MAX_LENGTH)
+        validate_text(reference, "reference", REFERENCE_MAX_LENGTH)
+
+    @staticmethod
+    def _check_sums(postings: tuple[Posting, ...]) -> None:
+        by_currency: dict[tuple[str, Side], list[int]] = defaultdict(list)
+        for posting in postings:
+            by_currency[(posting.currency, posting.side)].append(posting.amount_minor)
+        for amounts in by_currency.values():
+            checked_sum(amounts)
+
+    def _prior(self, key: str, entry_id: str, request: dict[str, Any]) -> Receipt | None:
+        prior = self.prior_entries.get(key)
+        if prior is None:
+            return None
+        differing = _differing_fields(decode(prior.request), request)
+        if differing:
+            raise ExistsWithDifferentBody(entry_id, differing)
+        return Receipt(entry_id, prior.journal_index, prior.leaf_hash, existed=True)
+
+    def _account(self, account_id: str) -> AccountState:
+        account = self.accounts.get(account_id)
+        if account is None:
+            raise AccountNotFound(f"account {account_id!r} does not exist")
+        return account
+
+    def _check_accounts(self, postings: tuple[Posting, ...]) -> None:
+        for posting in postings:
+            account = self._account(posting.account_id)
+            if account.status is not AccountStatus.OPEN:
+                raise AccountMustBeOpen(
+                    f"account {posting.account_id!r} is {account.status.value}; "
+                    "it accepts no new postings"
+                )
+            if account.currency != posting.currency:
+                raise CurrencyMustMatchAccount(
+                    f"posting in {posting.currency} to account {posting.account_id!r}, "
+                    f"which holds {account.currency}"
+                )
+
+    @staticmethod
+    def _check_balanced(postings: tuple[Posting, ...]) -> None:
+        net: dict[str, int] = defaultdict(int)
+        for posting in postings:
+            sign = 1 if posting.side is Side.DEBIT else -1
+            net[posting.currency] += sign * posting.amount_minor
+        for code, difference in sorted(net.items()):
+            if difference:
+                debits = sum(
+                    p.amount_minor for p in postings if p.currency == code and p.side is Side.DEBIT
+                )
+                raise DebitsMustEqualCredits(
+                    f"{code} debits total {debits} but credits total {debits - difference}; "
+                    "every currency must balance"
+                )
+
+    def _check_instruction(self, instruction: SignedInstruction | None) -> None:
+        if instruction is not None and self.check_instruction is not None:
+            self.check_instruction(instruction, self.next_index)
+
+    def _deltas(
+        self,
+        posted: tuple[Posting, ...],
+        released: tuple[Posting, ...],
+        pending: tuple[Posting, ...] = (),
+    ) -> dict[str, _Delta]:
+        deltas: dict[str, _Delta] = {}
+        for posting in posted:
+            delta = deltas.setdefault(posting.account_id, _Delta())
+            if posting.side is Side.DEBIT:
+                delta.debits_posted += posting.amount_minor
+            else:
+                delta.credits_posted += posting.amount_minor
+        for posting in pending:
+            delta = deltas.setdefault(posting.account_id, _Delta())
+            if posting.side is Side.DEBIT:
+                delta.debits_pending += posting.amount_minor
+            else:
+                delta.credits_pending += posting.amount_minor
+        for posting in released:
+            delta = deltas.setdefault(posting.account_id, _Delta())
+            if posting.side is Side.DEBIT:
+                delta.debits_pending -= posting.amount_minor
+            else:
+                delta.credits_pending -= posting.amount_minor
+        return deltas
+
+    def _check_limits(self, posted: tuple[Posting, ...], pending: tuple[Posting, ...]) -> None:
+        """Balance flags and caps, counting pending amounts pessimistically.
+
+        Pending debits count against the debit cap, pending credits do not count
+        as cover (they may be voided). Only accounts this entry debits (or
+        credits) are checked for the debit (or credit) rule, so an account
+        already past a lowered cap can still be paid into.
+        """
+        for account_id, delta in self._deltas(posted, (), pending).items():
+            account = self.accounts[account_id]
+            debits_posted = account.debits_posted + delta.debits_posted
+            credits_posted = account.credits_posted + delta.credits_posted
+            debits_pending = account.debits_pending + delta.debits_pending
+            credits_pending = account.credits_pending + delta.credits_pending
+            for total in (debits_posted, credits_posted, debits_pending, credits_pending):
+                if total > INT64_MAX:
+                    raise AmountOverflow(
+                        f"account {account_id!r} totals would exceed {INT64_MAX} minor units"
+                    )
+            if delta.debits_posted or delta.debits_pending:
+                cap = account.debit_cap()
+                net_debit = debits_posted + debits_pending - credits_posted
+                if cap is not None and net_debit > cap:
+                    raise ExceedsCredits(
+                        f"account {account_id!r} would reach a net debit of {net_debit} "
+                        f"{account.currency} minor units (pending included); its cap is {cap}"
+                    )
+            if (
+                delta.credits_posted or delta.credits_pending
+            ) and AccountFlag.CREDITS_MUST_NOT_EXCEED_DEBITS in account.flags:
+                net_credit = credits_posted + credits_pending - debits_posted
+                if net_credit > 0:
+                    raise ExceedsDebits(
+                        f"account {account_id!r} would reach a net credit of {net_credit} "
+                        f"{account.currency} minor units (pending included); it must stay at 0"
+                    )
+
+    def _pending(self, pending_id: str) -> TransactionRecord:
+        record = self.transactions.get(pending_id)
+        if record is None or record.kind is not EntryKind.TRANSACTION:
+            raise TransactionNotFound(f"pending transaction {pending_id!r} does not exist")
+        if record.state is TransactionState.PENDING_EXPIRED:
+            raise PendingExpired(
+                f"pending {pending_id!r} passed its timeout and its reservation was released"
+            )
+        if record.state is not TransactionState.PENDING:
+            raise PendingMustBePending(
+                f"transaction {pending_id!r} is {record.state.value}, not pending"
+            )
+        if record.timeout_at_us is not None and record.timeout_at_us <= self.committed_at_us:
+            raise PendingExpired(f"pending {pending_id!r} passed its timeout")
+        return record
+
+    # -- effects -----------------------------------------------------------------
+
+    def _emit(
+        self,
+        key: str,
+        entry_id: str,
+        kind: EntryKind,
+        body: Mapping[str, Any],
+        request: dict[str, Any] | None,
+        instruction: SignedInstruction | None,
+    ) -> Receipt:
+        index = self.next_index
+        leaf = encode_leaf(index, kind, self.committed_at_us, body, instruction)
+        digest = leaf_hash(leaf)
+        request_bytes = encode(request) if request is not None else b""
+        self.output.journal.append(
+            {
+                "journal_index": index,
+                "entry_key": key,
+                "kind": kind.value,
+                "request": request_bytes,
+                "leaf": leaf,
+                "leaf_hash": digest,
+                "committed_at_us": self.committed_at_us,
+            }
+        )
+        self.output.leaf_hashes.append(digest)
+        self.prior_entries[key] = PriorEntry(index, digest, request_bytes)
+        self.next_index += 1
+        return Receipt(entry_id, index, digest)
+
+    def _record_transaction(
+        self,
+        transaction_id: str,
+        kind: EntryKind,
+        journal_index: int,
+        state: TransactionState,
+        postings: tuple[Posting, ...],
+        *,
+        code: str,
+        reference: str,
+        metadata: bytes,
+        timeout_at_us: int | None = None,
+        pending_id: str | None = None,
+        reverses_id: str | None = None,
+    ) -> None:
+        self.transactions[transaction_id] = TransactionRecord(
+            transaction_id,
+            kind,
+            journal_index,
+            state,
+            postings,
+            timeout_at_us,
+            is_new=True,
+        )
+        self.output.new_transactions.append(
+            {
+                "id": transaction_id,
+                "journal_index": journal_index,
+                "kind": kind.value,
+                "state": state.value,
+                "code": code,
+                "reference": reference,
+                "metadata": metadata.decode("utf-8"),
+                "pending_id": pending_id,
+                "reverses_id": reverses_id,
+                "timeout_at_us": timeout_at_us,
+                "committed_at_us": self.committed_at_us,
+            }
+        )
+
+    def _move(
+        self,
+        journal_index: int,
+        posted: tuple[Posting, ...],
+        released: tuple[Posting, ...],
+        *,
+        pending: tuple[Posting, ...] = (),
+    ) -> None:
+        """Apply postings to account totals and record them as posting rows."""
+        rows = self.output.postings
+        sequence = 0
+        for effect, postings in (("posted", posted), ("pending", pending), ("released", released)):
+            for posting in postings:
+                rows.append(
+                    {
+                        "journal_index": journal_index,
+                        "sequence": sequence,
+                        "account_id": posting.account_id,
+                        "currency": posting.currency,
+                        "side": posting.side.value,
+                        "amount_minor": posting.amount_minor,
+                        "effect": effect,
+                    }
+                )
+                sequence += 1
+                sign = 1 if posting.side is Side.DEBIT else -1
+                slot = 0 if effect == "posted" else 1
+                direction = -1 if effect == "released" else 1
+                self._net[posting.currency][slot] += sign * direction * posting.amount_minor
+        for account_id, delta in self._deltas(posted, released, pending).items():
+            account = self.accounts[account_id]
+            account.debits_posted += delta.debits_posted
+            account.credits_posted += delta.credits_posted
+            account.debits_pending += delta.debits_pending
+            account.credits_pending += delta.credits_pending
+            if account.debits_pending < 0 or account.credits_pending < 0:
+                raise IntegrityError(f"account {account_id!r} pending total went negative")
+            account.dirty = True
+
+
+def _other(side: Side) -> Side:
+    return Side.CREDIT if side is Side.DEBIT else Side.DEBIT
+
+
+def _check_limit(limit: int | None) -> None:
+    if limit is None:
+        return
+    if type(limit) is not int or limit < 0 or limit > INT64_MAX:
+        raise LimitMustNotBeNegative(
+            f"debit_limit_minor must be an integer from 0 to {INT64_MAX}, got {limit!r}"
+        )
+
+
+def _limit_json(limit: int | None) -> str | None:
+    return None if limit is None else str(limit)
+
+
+def _differing_fields(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    """Top-level (and one level into ``account``) fields whose values differ."""
+    differing: list[str] = []
+    for name in sorted(set(before) | set(after)):
+        old, new = before.get(name), after.get(name)
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict) and name == "account":
+            differing.extend(_differing_fields(old, new))
+        else:
+            differing.append(name)
+    return differing
+
+
+__all__ = [
+    "ID_MAX_LENGTH",
+    "AccountState",
+    "Batch",
+    "BatchOutput",
+    "PriorEntry",
+    "TransactionRecord",
+    "entry_key",
+    "expiry_key",
+    "leaf_hash",
+]
