@@ -35,6 +35,7 @@ from sqlalchemy import (
     event,
     func,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import URL, make_url
@@ -376,7 +377,7 @@ class Ledger:
         if new_accounts:
             _insert_many(connection, accounts, new_accounts)
         if changed_accounts:
-            connection.execute(_UPDATE_ACCOUNT, changed_accounts)
+            _update_accounts(connection, changed_accounts)
         if output.new_transactions:
             for row in output.new_transactions:
                 row["state"] = batch.transactions[row["id"]].state.value
@@ -635,6 +636,9 @@ def _insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]
         order = tuple(compiled.positiontup or ()) if compiled.positional else None
         cached = _INSERT_SQL[key] = (str(compiled), order)
     sql, order = cached
+    if connection.dialect.name == "postgresql" and len(rows) >= _COPY_THRESHOLD:
+        _copy_rows(connection, table, rows)
+        return
     parameters: list[Any] = rows
     if order is not None:
         parameters = [tuple(row[name] for name in order) for row in rows]
@@ -642,6 +646,61 @@ def _insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]
         connection.exec_driver_sql(sql, parameters[0])
     else:
         connection.exec_driver_sql(sql, parameters)
+
+
+_COPY_THRESHOLD = 16
+"""From this many rows on, PostgreSQL inserts go through COPY (one round trip)."""
+
+
+def _copy_rows(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Bulk insert with PostgreSQL's COPY, inside the caller's transaction."""
+    names = [column.name for column in table.columns]
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        with cursor.copy(f"COPY {table.name} ({', '.join(names)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row([row[name] for name in names])
+    finally:
+        cursor.close()
+
+
+_UPDATE_ACCOUNTS_FROM_ARRAYS = text(
+    """
+    UPDATE accounts AS a SET
+        status = v.status,
+        debit_limit_minor = v.debit_limit_minor,
+        debits_posted = v.debits_posted,
+        credits_posted = v.credits_posted,
+        debits_pending = v.debits_pending,
+        credits_pending = v.credits_pending
+    FROM unnest(
+        CAST(:ids AS varchar[]), CAST(:statuses AS varchar[]), CAST(:limits AS bigint[]),
+        CAST(:debits_posted AS bigint[]), CAST(:credits_posted AS bigint[]),
+        CAST(:debits_pending AS bigint[]), CAST(:credits_pending AS bigint[])
+    ) AS v(id, status, debit_limit_minor, debits_posted, credits_posted, debits_pending,
+           credits_pending)
+    WHERE a.id = v.id
+    """
+)
+
+
+def _update_accounts(connection: Connection, rows: list[dict[str, Any]]) -> None:
+    """Write changed account totals: one statement on PostgreSQL, executemany on SQLite."""
+    if connection.dialect.name != "postgresql" or len(rows) < _COPY_THRESHOLD:
+        connection.execute(_UPDATE_ACCOUNT, rows)
+        return
+    connection.execute(
+        _UPDATE_ACCOUNTS_FROM_ARRAYS,
+        {
+            "ids": [row["b_id"] for row in rows],
+            "statuses": [row["status"] for row in rows],
+            "limits": [row["debit_limit_minor"] for row in rows],
+            "debits_posted": [row["debits_posted"] for row in rows],
+            "credits_posted": [row["credits_posted"] for row in rows],
+            "debits_pending": [row["debits_pending"] for row in rows],
+            "credits_pending": [row["credits_pending"] for row in rows],
+        },
+    )
 
 
 def _select_in(
