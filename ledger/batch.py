@@ -13,9 +13,10 @@ store discards everything on the first failure.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +55,7 @@ from ledger.records import (
     Posting,
     PostPending,
     Receipt,
+    RegisterSigningKey,
     Reverse,
     SetAccountStatus,
     SetDebitLimit,
@@ -62,6 +64,7 @@ from ledger.records import (
     TransactionState,
     VoidPending,
 )
+from ledger.signing import SignatureInvalid, verify_instruction
 from ledger.validation import (
     CODE_MAX_LENGTH,
     ID_MAX_LENGTH,
@@ -72,8 +75,23 @@ from ledger.validation import (
     validate_timeout,
 )
 
-InstructionCheck = Callable[[SignedInstruction, int], None]
-"""Verifies a participant's signature as of a journal index; raises a LedgerError."""
+PUBLIC_KEY_SIZE = 32
+
+
+class SignerMustBeKnown(SignatureInvalid):
+    """An instruction names a signer with no current registered key."""
+
+    code = "signer_must_be_known"
+
+
+@dataclass(slots=True)
+class KeyState:
+    """A signer's current key: it signs entries from ``first_index`` on."""
+
+    public_key: bytes
+    first_index: int
+    is_new: bool = False
+    replaced_at: int | None = None
 
 
 def leaf_hash(leaf: bytes) -> bytes:
@@ -91,6 +109,8 @@ def entry_key(command: Command) -> str:
         return "account/" + command.id
     if isinstance(command, (SetAccountStatus, SetDebitLimit)):
         return "admin/" + command.id
+    if isinstance(command, RegisterSigningKey):
+        return "key/" + command.id
     return "transaction/" + command.id
 
 
@@ -185,7 +205,8 @@ class Batch:
         accounts: dict[str, AccountState],
         transactions: dict[str, TransactionRecord],
         prior_entries: Mapping[str, PriorEntry],
-        check_instruction: InstructionCheck | None = None,
+        keys: dict[str, KeyState] | None = None,
+        verify_signatures: bool = True,
     ) -> None:
         self.first_index = next_index
         self.next_index = next_index
@@ -193,7 +214,13 @@ class Batch:
         self.accounts = accounts
         self.transactions = transactions
         self.prior_entries: dict[str, PriorEntry] = dict(prior_entries)
-        self.check_instruction = check_instruction
+        self.keys: dict[str, KeyState] = {} if keys is None else keys
+        self.verify_signatures = verify_signatures
+        self.retired_keys: list[tuple[str, int, int]] = []
+        """(signer, first_index, last_index) of stored keys this batch replaced."""
+        self.new_keys: list[dict[str, Any]] = []
+        """signing_keys rows this batch registered."""
+        self._verified: set[tuple[str, bytes, bytes]] = set()
         self.output = BatchOutput()
         # Per currency: (posted debits - posted credits, pending debits - pending credits)
         # over everything this batch wrote; must end at zero (checked in finish()).
@@ -217,6 +244,8 @@ class Batch:
             return self._set_status(command)
         if isinstance(command, SetDebitLimit):
             return self._set_debit_limit(command)
+        if isinstance(command, RegisterSigningKey):
+            return self._register_key(command)
         raise TypeError(f"not a ledger command: {type(command).__name__}")
 
     def expire(self, pending_id: str) -> Receipt:
@@ -607,6 +636,48 @@ class Batch:
         account.dirty = True
         return receipt
 
+    def _register_key(self, command: RegisterSigningKey) -> Receipt:
+        validate_id(command.id)
+        validate_id(command.signer, "signer")
+        if type(command.public_key) is not bytes or len(command.public_key) != PUBLIC_KEY_SIZE:
+            raise TextMustBeValid(
+                f"public_key must be {PUBLIC_KEY_SIZE} raw Ed25519 bytes, "
+                f"got {len(command.public_key) if isinstance(command.public_key, bytes) else 0}"
+            )
+        encoded_key = base64.b64encode(command.public_key).decode("ascii")
+        request = {"kind": "signing_key", "signer": command.signer, "public_key": encoded_key}
+        key = entry_key(command)
+        existed = self._prior(key, command.id, request)
+        if existed is not None:
+            return existed
+        self._check_instruction(command.instruction)
+        first_index = self.next_index + 1
+        receipt = self._emit(
+            key,
+            command.id,
+            EntryKind.SIGNING_KEY,
+            {"signer": command.signer, "public_key": encoded_key, "first_index": str(first_index)},
+            request,
+            command.instruction,
+        )
+        previous = self.keys.get(command.signer)
+        if previous is not None and previous.is_new:
+            for row in self.new_keys:
+                if row["signer"] == command.signer and row["last_index"] is None:
+                    row["last_index"] = receipt.journal_index
+        elif previous is not None:
+            self.retired_keys.append((command.signer, previous.first_index, receipt.journal_index))
+        self.keys[command.signer] = KeyState(command.public_key, first_index, is_new=True)
+        self.new_keys.append(
+            {
+                "signer": command.signer,
+                "first_index": first_index,
+                "last_index": None,
+                "public_key": command.public_key,
+            }
+        )
+        return receipt
+
     # -- checks ----------------------------------------------------------------
 
     @staticmethod
@@ -668,8 +739,21 @@ class Batch:
                 )
 
     def _check_instruction(self, instruction: SignedInstruction | None) -> None:
-        if instruction is not None and self.check_instruction is not None:
-            self.check_instruction(instruction, self.next_index)
+        """Verify a participant's signature with the signer's key current at this index.
+
+        One signature may cover several commands of a batch (the same payload
+        and signature on each): it is verified once.
+        """
+        if instruction is None or not self.verify_signatures:
+            return
+        key = self.keys.get(instruction.signer)
+        if key is None:
+            raise SignerMustBeKnown(f"signer {instruction.signer!r} has no registered signing key")
+        fingerprint = (instruction.signer, instruction.payload, instruction.signature)
+        if fingerprint in self._verified:
+            return
+        verify_instruction(key.public_key, instruction.payload, instruction.signature)
+        self._verified.add(fingerprint)
 
     def _deltas(
         self,
@@ -898,6 +982,7 @@ __all__ = [
     "AccountState",
     "Batch",
     "BatchOutput",
+    "KeyState",
     "PriorEntry",
     "TransactionRecord",
     "entry_key",

@@ -169,8 +169,23 @@ class SetDebitLimit:
     instruction: SignedInstruction | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class RegisterSigningKey:
+    """Register (or rotate) a participant's Ed25519 instruction-signing key.
+
+    The new key signs instructions in entries after this one; a previous key of
+    the same signer stops after this entry (it may sign the rotation itself).
+    """
+
+    id: str
+    signer: str
+    public_key: bytes
+    instruction: SignedInstruction | None = None
+
+
 Command = (
     NewAccount
+    | RegisterSigningKey
     | NewTransaction
     | PostPending
     | VoidPending
@@ -258,6 +273,19 @@ class Transaction:
     pending_id: str | None = None
     reverses_id: str | None = None
     instruction: SignedInstruction | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    """A participant key and the journal indexes whose instructions it may sign.
+
+    ``last_index`` is inclusive; None while the key is current.
+    """
+
+    signer: str
+    public_key: bytes
+    first_index: int
+    last_index: int | None
 
 
 @dataclass(frozen=True, slots=True)

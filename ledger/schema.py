@@ -109,7 +109,7 @@ signing_keys = Table(
     "signing_keys",
     metadata,
     Column("signer", String(128), primary_key=True),
-    Column("valid_from_index", BigInteger, primary_key=True, autoincrement=False),
-    Column("valid_until_index", BigInteger, nullable=True),
+    Column("first_index", BigInteger, primary_key=True, autoincrement=False),
+    Column("last_index", BigInteger, nullable=True),
     Column("public_key", LargeBinary(32), nullable=False),
 )

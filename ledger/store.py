@@ -44,7 +44,7 @@ from ledger import migrations
 from ledger.batch import (
     AccountState,
     Batch,
-    InstructionCheck,
+    KeyState,
     PriorEntry,
     TransactionRecord,
     entry_key,
@@ -59,6 +59,18 @@ from ledger.errors import (
     NotFound,
     TransactionNotFound,
 )
+from ledger.journal import (
+    LogSettings,
+    SqlNodeStore,
+    append_leaves,
+    checkpoint_due,
+    issue_checkpoint,
+    latest_checkpoint_row,
+    load_frontier,
+)
+from ledger.merkle import CompactRange
+from ledger.merkle import consistency_proof as build_consistency_proof
+from ledger.merkle import inclusion_proof as build_inclusion_proof
 from ledger.records import (
     Account,
     AccountFlag,
@@ -72,16 +84,26 @@ from ledger.records import (
     Posting,
     PostPending,
     Receipt,
+    RegisterSigningKey,
     Reverse,
     SetAccountStatus,
     SetDebitLimit,
     Side,
     SignedInstruction,
+    SigningKey,
     Transaction,
     TransactionState,
     VoidPending,
 )
-from ledger.schema import accounts, journal, postings, transactions
+from ledger.schema import (
+    accounts,
+    checkpoints,
+    journal,
+    merkle_nodes,
+    postings,
+    signing_keys,
+    transactions,
+)
 
 MAX_BATCH: Final = 8000
 """Commands per ``execute`` call: bounds one write transaction's memory and lock time."""
@@ -138,6 +160,11 @@ _UPDATE_ACCOUNT = (
         debits_pending=bindparam("debits_pending"),
         credits_pending=bindparam("credits_pending"),
     )
+)
+_CURRENT_KEYS = (
+    select(signing_keys)
+    .where(signing_keys.c.last_index.is_(None))
+    .where(signing_keys.c.signer.in_(_VALUES))
 )
 _UPDATE_STATE = (
     update(transactions)
@@ -204,13 +231,16 @@ class Ledger:
         *,
         clock: Clock = system_clock_us,
         migrate: bool = True,
-        check_instruction: InstructionCheck | None = None,
+        log: LogSettings | None = None,
+        verify_signatures: bool = True,
         pool_size: int = 8,
     ) -> None:
         self.url = database_url(location)
         self.dialect = self.url.get_backend_name()
         self.clock = clock
-        self.check_instruction = check_instruction
+        self.log = log
+        self.verify_signatures = verify_signatures
+        self._frontier_cache = CompactRange()
         if self.dialect == "sqlite":
             self._writer = _sqlite_engine(self.url, immediate=True)
             self._reader = _sqlite_engine(self.url, immediate=False)
@@ -265,7 +295,8 @@ class Ledger:
             if failed_at is not None:
                 connection.rollback()
                 return _linked_failure(commands, failed_at, results[failed_at])
-            self._write(connection, batch)
+            frontier = self._write(connection, batch)
+        self._frontier_cache = frontier
         return results
 
     def submit(self, command: Command) -> Receipt:
@@ -283,9 +314,41 @@ class Ledger:
             self._lock_writer(connection)
             batch = self._load_batch(connection, [])
             count = len(batch.output.journal)
-            if count:
-                self._write(connection, batch)
+            frontier = self._write(connection, batch)
+        self._frontier_cache = frontier
         return count
+
+    def issue_checkpoint(self) -> bytes | None:
+        """Sign a checkpoint at the current size now (None when nothing is new).
+
+        Also the timer's entry point: a server calls it every few seconds so a
+        quiet log still gets a checkpoint covering its last entries.
+        """
+        if self.log is None:
+            raise IntegrityError("this ledger was opened without log settings (no signer)")
+        with self._writer.begin() as connection:
+            self._lock_writer(connection)
+            size = self._next_index(connection)
+            frontier = self._frontier(connection, size)
+            latest = latest_checkpoint_row(connection)
+            now = self.clock()
+            if not checkpoint_due(self.log, latest, size, now, force=True):
+                return None
+            note = issue_checkpoint(connection, self.log, frontier, latest, now)
+        self._frontier_cache = frontier
+        return note
+
+    @staticmethod
+    def _next_index(connection: Connection) -> int:
+        last = connection.execute(_LAST_ENTRY).first()
+        return 0 if last is None else int(last.journal_index) + 1
+
+    def _frontier(self, connection: Connection, size: int) -> CompactRange:
+        """A private copy of the frontier at ``size`` (cached: leaves never change)."""
+        cached = self._frontier_cache
+        if cached.size == size:
+            return CompactRange.from_hashes(size, cached.hashes())
+        return load_frontier(connection, size)
 
     def _lock_writer(self, connection: Connection) -> None:
         if self.dialect == "postgresql":
@@ -321,13 +384,21 @@ class Ledger:
             row.id: _account_state(row)
             for row in _select_in(connection, _ACCOUNTS_BY_ID, wanted_accounts)
         }
+        signers = {
+            command.instruction.signer for command in commands if command.instruction is not None
+        } | {command.signer for command in commands if isinstance(command, RegisterSigningKey)}
+        keys = {
+            row.signer: KeyState(bytes(row.public_key), row.first_index)
+            for row in _select_in(connection, _CURRENT_KEYS, signers)
+        }
         batch = Batch(
             next_index=next_index,
             committed_at_us=now,
             accounts=account_states,
             transactions=records,
             prior_entries=prior,
-            check_instruction=self.check_instruction,
+            keys=keys,
+            verify_signatures=self.verify_signatures,
         )
         for pending_id in expired_ids:
             batch.expire(pending_id)
@@ -362,10 +433,12 @@ class Ledger:
             for row in rows
         }
 
-    def _write(self, connection: Connection, batch: Batch) -> None:
+    def _write(self, connection: Connection, batch: Batch) -> CompactRange:
+        """Write a batch's rows, extend the Merkle log, and sign a checkpoint when due."""
         output = batch.finish()
+        frontier = self._frontier(connection, batch.first_index)
         if not output.journal:
-            return
+            return frontier
         _insert_many(connection, journal, output.journal)
         new_accounts = []
         changed_accounts = []
@@ -391,6 +464,23 @@ class Ledger:
             connection.execute(_UPDATE_STATE, resolved)
         if output.postings:
             _insert_many(connection, postings, output.postings)
+        if batch.new_keys:
+            _insert_many(connection, signing_keys, batch.new_keys)
+        for signer, first_index, last_index in batch.retired_keys:
+            connection.execute(
+                update(signing_keys)
+                .where(signing_keys.c.signer == signer)
+                .where(signing_keys.c.first_index == first_index)
+                .values(last_index=last_index)
+            )
+        nodes = append_leaves(frontier, output.leaf_hashes)
+        if nodes:
+            _insert_many(connection, merkle_nodes, nodes)
+        if self.log is not None:
+            latest = latest_checkpoint_row(connection)
+            if checkpoint_due(self.log, latest, frontier.size, batch.committed_at_us, force=False):
+                issue_checkpoint(connection, self.log, frontier, latest, batch.committed_at_us)
+        return frontier
 
     # -- reads -------------------------------------------------------------------
 
@@ -539,6 +629,97 @@ class Ledger:
             )
             for row in rows
         ]
+
+    # -- the signed log ------------------------------------------------------------
+
+    def checkpoint(self, tree_size: int | None = None) -> bytes:
+        """The signed checkpoint at exactly ``tree_size``, or the latest one."""
+        query = select(checkpoints.c.note)
+        if tree_size is None:
+            query = query.order_by(checkpoints.c.tree_size.desc()).limit(1)
+        else:
+            query = query.where(checkpoints.c.tree_size == tree_size)
+        with self._reader.connect() as connection:
+            note = connection.scalar(query)
+        if note is None:
+            where = "yet" if tree_size is None else f"at tree size {tree_size}"
+            raise NotFound(f"no checkpoint {where}")
+        return bytes(note)
+
+    def checkpoints(self, up_to_size: int | None = None) -> list[tuple[int, bytes]]:
+        """Every stored checkpoint as (tree size, signed note), ascending."""
+        query = select(checkpoints.c.tree_size, checkpoints.c.note).order_by(
+            checkpoints.c.tree_size
+        )
+        if up_to_size is not None:
+            query = query.where(checkpoints.c.tree_size <= up_to_size)
+        with self._reader.connect() as connection:
+            return [(int(size), bytes(note)) for size, note in connection.execute(query)]
+
+    def inclusion_proof(self, index: int, tree_size: int) -> tuple[bytes, list[bytes]]:
+        """(leaf hash, RFC 9162 inclusion proof) of entry ``index`` in the tree of ``tree_size``."""
+        self._require_size(tree_size)
+        with self._reader.begin() as connection:
+            store = SqlNodeStore(connection)
+            proof = build_inclusion_proof(store, index, tree_size)
+            return store.node(0, index), proof
+
+    def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+        """RFC 9162 consistency proof between two tree sizes."""
+        self._require_size(new_size)
+        with self._reader.begin() as connection:
+            return build_consistency_proof(SqlNodeStore(connection), old_size, new_size)
+
+    def _require_size(self, tree_size: int) -> None:
+        size = self.journal_size()
+        if tree_size > size:
+            raise NotFound(f"tree size {tree_size} is beyond the log's {size} entries")
+
+    def signing_keys(self) -> list[SigningKey]:
+        with self._reader.connect() as connection:
+            rows = connection.execute(
+                select(signing_keys).order_by(signing_keys.c.signer, signing_keys.c.first_index)
+            ).all()
+        return [
+            SigningKey(row.signer, bytes(row.public_key), row.first_index, row.last_index)
+            for row in rows
+        ]
+
+    def closing_balances(self, tree_size: int) -> list[Balance]:
+        """Every account's balance after the first ``tree_size`` entries, by account id."""
+        with self._reader.begin() as connection:
+            known = connection.execute(
+                select(accounts.c.id, accounts.c.currency)
+                .where(accounts.c.journal_index < tree_size)
+                .order_by(accounts.c.id)
+            ).all()
+            totals: dict[str, dict[tuple[str, str], int]] = {}
+            for account_id, side, effect, amount in connection.execute(
+                select(
+                    postings.c.account_id,
+                    postings.c.side,
+                    postings.c.effect,
+                    func.sum(postings.c.amount_minor),
+                )
+                .where(postings.c.journal_index < tree_size)
+                .group_by(postings.c.account_id, postings.c.side, postings.c.effect)
+            ):
+                totals.setdefault(account_id, {})[(side, effect)] = int(amount)
+        result = []
+        for account_id, currency in known:
+            sums = totals.get(account_id, {})
+            result.append(
+                Balance(
+                    account_id,
+                    currency,
+                    sums.get(("debit", "posted"), 0),
+                    sums.get(("credit", "posted"), 0),
+                    sums.get(("debit", "pending"), 0) - sums.get(("debit", "released"), 0),
+                    sums.get(("credit", "pending"), 0) - sums.get(("credit", "released"), 0),
+                    as_of_index=tree_size - 1,
+                )
+            )
+        return result
 
     # -- invariants --------------------------------------------------------------
 

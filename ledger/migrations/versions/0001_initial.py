@@ -87,8 +87,8 @@ def upgrade() -> None:
     op.create_table(
         "signing_keys",
         sa.Column("signer", sa.String(128), primary_key=True),
-        sa.Column("valid_from_index", sa.BigInteger, primary_key=True, autoincrement=False),
-        sa.Column("valid_until_index", sa.BigInteger, nullable=True),
+        sa.Column("first_index", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("last_index", sa.BigInteger, nullable=True),
         sa.Column("public_key", sa.LargeBinary(32), nullable=False),
     )
 
