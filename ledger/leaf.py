@@ -13,6 +13,7 @@ verified; nothing is re-serialized for verification.
 from __future__ import annotations
 
 import base64
+import functools
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,6 +25,7 @@ LEAF_SCHEMA_VERSION = 1
 _EPOCH = datetime.fromtimestamp(0, UTC)
 
 
+@functools.lru_cache(maxsize=64)
 def format_time(microseconds: int) -> str:
     """RFC 3339 UTC with exactly six fractional digits, e.g. ``2026-11-28T16:00:00.000000Z``."""
     moment = _EPOCH + timedelta(microseconds=microseconds)

@@ -6,6 +6,7 @@ the precedence order documented in :mod:`ledger.errors`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from ledger.errors import (
@@ -33,10 +34,14 @@ MAX_TIMEOUT_SECONDS = 30 * 24 * 3600
 """A reservation longer than 30 days is a loan, not a pending payment."""
 
 
+_ID_CHARACTERS = re.compile(r"[!-~]+")
+"""Printable ASCII, no space: ids appear in URLs, logs and file names unquoted."""
+
+
 def validate_id(value: str, field: str = "id") -> None:
     if not isinstance(value, str) or not 1 <= len(value) <= ID_MAX_LENGTH:
         raise IdMustBeValid(f"{field} must be 1 to {ID_MAX_LENGTH} characters, got {value!r:.80}")
-    if not all("!" <= character <= "~" for character in value):
+    if not _ID_CHARACTERS.fullmatch(value):
         raise IdMustBeValid(f"{field} {value!r:.80} may hold only printable ASCII without spaces")
 
 
