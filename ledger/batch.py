@@ -51,6 +51,7 @@ from ledger.records import (
     Command,
     EntryKind,
     NewAccount,
+    NewEvent,
     NewTransaction,
     Posting,
     PostPending,
@@ -76,6 +77,9 @@ from ledger.validation import (
 )
 
 PUBLIC_KEY_SIZE = 32
+
+EVENT_BODY_MAX_BYTES = 64 * 1024
+"""An event body describes a contract or a payment: bigger than metadata, still bounded."""
 
 
 class SignerMustBeKnown(SignatureInvalid):
@@ -111,6 +115,8 @@ def entry_key(command: Command) -> str:
         return "admin/" + command.id
     if isinstance(command, RegisterSigningKey):
         return "key/" + command.id
+    if isinstance(command, NewEvent):
+        return "event/" + command.id
     return "transaction/" + command.id
 
 
@@ -246,6 +252,8 @@ class Batch:
             return self._set_debit_limit(command)
         if isinstance(command, RegisterSigningKey):
             return self._register_key(command)
+        if isinstance(command, NewEvent):
+            return self._new_event(command)
         raise TypeError(f"not a ledger command: {type(command).__name__}")
 
     def expire(self, pending_id: str) -> Receipt:
@@ -635,6 +643,25 @@ class Batch:
         account.debit_limit_minor = command.debit_limit_minor
         account.dirty = True
         return receipt
+
+    def _new_event(self, command: NewEvent) -> Receipt:
+        validate_id(command.id)
+        validate_id(command.event_type, "event_type")
+        validate_metadata(command.body, field="body", max_bytes=EVENT_BODY_MAX_BYTES)
+        request = {"kind": "event", "event_type": command.event_type, "body": dict(command.body)}
+        key = entry_key(command)
+        existed = self._prior(key, command.id, request)
+        if existed is not None:
+            return existed
+        self._check_instruction(command.instruction)
+        return self._emit(
+            key,
+            command.id,
+            EntryKind.EVENT,
+            {"id": command.id, "event_type": command.event_type, "body": request["body"]},
+            request,
+            command.instruction,
+        )
 
     def _register_key(self, command: RegisterSigningKey) -> Receipt:
         validate_id(command.id)

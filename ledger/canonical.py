@@ -94,22 +94,27 @@ def decode(data: bytes) -> Any:
     return value
 
 
-def validate_metadata(metadata: Mapping[str, Any]) -> bytes:
-    """Check a metadata object and return its canonical bytes.
+def validate_metadata(
+    metadata: Mapping[str, Any],
+    *,
+    field: str = "metadata",
+    max_bytes: int = METADATA_MAX_BYTES,
+) -> bytes:
+    """Check a metadata object (or event body) and return its canonical bytes.
 
     Allowed values: str, int with ``|n| <= 2**53 - 1``, bool, None, lists and
     objects with str keys, nested at most ``METADATA_MAX_DEPTH`` deep, at most
-    ``METADATA_MAX_BYTES`` once encoded.
+    ``max_bytes`` once encoded.
     """
     if not isinstance(metadata, Mapping):
-        raise MetadataMustBeValid(f"metadata must be a JSON object, got {type(metadata).__name__}")
+        raise MetadataMustBeValid(f"{field} must be a JSON object, got {type(metadata).__name__}")
     if not metadata:
         return b"{}"
-    _check_value(metadata, depth=1, path="metadata")
+    _check_value(metadata, depth=1, path=field)
     encoded = encode(dict(metadata))
-    if len(encoded) > METADATA_MAX_BYTES:
+    if len(encoded) > max_bytes:
         raise MetadataMustBeValid(
-            f"metadata is {len(encoded)} bytes once encoded; the limit is {METADATA_MAX_BYTES}"
+            f"{field} is {len(encoded)} bytes once encoded; the limit is {max_bytes}"
         )
     return encoded
 

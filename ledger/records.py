@@ -47,6 +47,7 @@ class EntryKind(StrEnum):
     EXPIRE_PENDING = "expire_pending"
     REVERSAL = "reversal"
     SIGNING_KEY = "signing_key"
+    EVENT = "event"
 
 
 class TransactionState(StrEnum):
@@ -183,8 +184,23 @@ class RegisterSigningKey:
     instruction: SignedInstruction | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """Log a business event that moves no money (a payment's status, a contract).
+
+    The ledger checks and signs it into the log like any entry, so an auditor
+    can rebuild a flow's history from the bundle; it never touches balances.
+    """
+
+    id: str
+    event_type: str
+    body: JsonObject = field(default_factory=dict)
+    instruction: SignedInstruction | None = None
+
+
 Command = (
     NewAccount
+    | NewEvent
     | RegisterSigningKey
     | NewTransaction
     | PostPending
