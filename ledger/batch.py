@@ -291,7 +291,6 @@ class Batch:
         metadata = validate_metadata(command.metadata)
         validate_postings(command.postings)
         self._check_sums(command.postings)
-        self._check_balanced(command.postings)
         validate_timeout(command.pending, command.timeout_seconds)
         legs = postings_json(command.postings)
         request = {
@@ -308,6 +307,7 @@ class Batch:
         if existed is not None:
             return existed
         self._check_accounts(command.postings)
+        self._check_balanced(command.postings)
         self._check_instruction(command.instruction)
         timeout_at_us = None
         if command.pending:
@@ -527,6 +527,7 @@ class Batch:
         currency(command.currency)
         if not isinstance(command.normal_side, Side):
             raise TextMustBeValid("normal_side must be debit or credit")
+        metadata = validate_metadata(command.metadata)
         flags = frozenset(AccountFlag(flag) for flag in command.flags)
         if {
             AccountFlag.DEBITS_MUST_NOT_EXCEED_CREDITS,
@@ -537,7 +538,6 @@ class Batch:
                 "credits_must_not_exceed_debits: no posting could ever move it"
             )
         _check_limit(command.debit_limit_minor)
-        metadata = validate_metadata(command.metadata)
         account_json = {
             "id": command.id,
             "owner": command.owner,
@@ -736,13 +736,19 @@ class Batch:
         return account
 
     def _check_accounts(self, postings: tuple[Posting, ...]) -> None:
+        # One rule at a time over all postings, so the error reported is the
+        # earliest in precedence whatever the order of the postings.
         for posting in postings:
-            account = self._account(posting.account_id)
+            self._account(posting.account_id)
+        for posting in postings:
+            account = self.accounts[posting.account_id]
             if account.status is not AccountStatus.OPEN:
                 raise AccountMustBeOpen(
                     f"account {posting.account_id!r} is {account.status.value}; "
                     "it accepts no new postings"
                 )
+        for posting in postings:
+            account = self.accounts[posting.account_id]
             if account.currency != posting.currency:
                 raise CurrencyMustMatchAccount(
                     f"posting in {posting.currency} to account {posting.account_id!r}, "
@@ -817,32 +823,44 @@ class Batch:
         credits) are checked for the debit (or credit) rule, so an account
         already past a lowered cap can still be paid into.
         """
+        changes = []
         for account_id, delta in self._deltas(posted, (), pending).items():
             account = self.accounts[account_id]
             debits_posted = account.debits_posted + delta.debits_posted
             credits_posted = account.credits_posted + delta.credits_posted
             debits_pending = account.debits_pending + delta.debits_pending
             credits_pending = account.credits_pending + delta.credits_pending
-            for total in (debits_posted, credits_posted, debits_pending, credits_pending):
-                if total > INT64_MAX:
-                    raise AmountOverflow(
-                        f"account {account_id!r} totals would exceed {INT64_MAX} minor units"
-                    )
+            # Posted plus pending: posting a pending amount later moves it into the
+            # posted total without another check, so it must fit already.
+            if (
+                debits_posted + debits_pending > INT64_MAX
+                or credits_posted + credits_pending > INT64_MAX
+            ):
+                raise AmountOverflow(
+                    f"account {account_id!r} totals (posted and pending) would exceed "
+                    f"{INT64_MAX} minor units"
+                )
+            changes.append(
+                (account, delta, debits_posted, credits_posted, debits_pending, credits_pending)
+            )
+        # One rule at a time over all accounts (precedence: exceeds_credits first).
+        for account, delta, debits_posted, credits_posted, debits_pending, _ in changes:
             if delta.debits_posted or delta.debits_pending:
                 cap = account.debit_cap()
                 net_debit = debits_posted + debits_pending - credits_posted
                 if cap is not None and net_debit > cap:
                     raise ExceedsCredits(
-                        f"account {account_id!r} would reach a net debit of {net_debit} "
+                        f"account {account.id!r} would reach a net debit of {net_debit} "
                         f"{account.currency} minor units (pending included); its cap is {cap}"
                     )
+        for account, delta, debits_posted, credits_posted, _, credits_pending in changes:
             if (
                 delta.credits_posted or delta.credits_pending
             ) and AccountFlag.CREDITS_MUST_NOT_EXCEED_DEBITS in account.flags:
                 net_credit = credits_posted + credits_pending - debits_posted
                 if net_credit > 0:
                     raise ExceedsDebits(
-                        f"account {account_id!r} would reach a net credit of {net_credit} "
+                        f"account {account.id!r} would reach a net credit of {net_credit} "
                         f"{account.currency} minor units (pending included); it must stay at 0"
                     )
 

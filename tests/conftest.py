@@ -10,8 +10,10 @@ where they fail: CI must never pass by skipping the production store.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
@@ -48,10 +50,12 @@ def postgres_base_url() -> str:
     return url
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A URL whose search_path is a fresh schema, dropped after the test."""
-    base = postgres_base_url()
+@contextmanager
+def postgres_schema(base: str) -> Iterator[str]:
+    """A URL whose search_path is a fresh schema of ``base``, dropped on exit.
+
+    Usable at any scope (per test, per module, per hypothesis example).
+    """
     schema = "t_" + uuid.uuid4().hex[:16]
     admin = create_engine(base)
     with admin.begin() as connection:
@@ -63,6 +67,34 @@ def postgres_url() -> Iterator[str]:
         with admin.begin() as connection:
             connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@contextmanager
+def fresh_database(backend: str) -> Iterator[str]:
+    """A fresh, empty database location on ``backend`` ("sqlite" or "postgres").
+
+    For tests that need more than one database per test (hypothesis examples)
+    or a database shared by a module. PostgreSQL skips as ``postgres_url`` does.
+    """
+    if backend == "postgres":
+        with postgres_schema(postgres_base_url()) as url:
+            yield url
+        return
+    with tempfile.TemporaryDirectory(prefix="ledger-") as directory:
+        yield str(Path(directory) / "ledger.db")
+
+
+@pytest.fixture(scope="session")
+def database_factory() -> Callable[[str], AbstractContextManager[str]]:
+    """``fresh_database`` for tests: ``with database_factory("sqlite") as location: ...``."""
+    return fresh_database
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A URL whose search_path is a fresh schema, dropped after the test."""
+    with postgres_schema(postgres_base_url()) as url:
+        yield url
 
 
 @pytest.fixture
