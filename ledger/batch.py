@@ -551,7 +551,7 @@ class Batch:
         key = entry_key(command)
         prior = self.prior_entries.get(key)
         if prior is not None:
-            differing = _differing_fields(decode(prior.request), request)
+            differing = _differing_fields(decode(prior.request), _as_stored(request))
             if differing:
                 raise AccountExistsWithDifferentFields(
                     f"account {command.id!r} exists with different "
@@ -724,7 +724,7 @@ class Batch:
         prior = self.prior_entries.get(key)
         if prior is None:
             return None
-        differing = _differing_fields(decode(prior.request), request)
+        differing = _differing_fields(decode(prior.request), _as_stored(request))
         if differing:
             raise ExistsWithDifferentBody(entry_id, differing)
         return Receipt(entry_id, prior.journal_index, prior.leaf_hash, existed=True)
@@ -1006,6 +1006,11 @@ def _check_limit(limit: int | None) -> None:
 
 def _limit_json(limit: int | None) -> str | None:
     return None if limit is None else str(limit)
+
+
+def _as_stored(request: dict[str, Any]) -> Any:
+    """A request as it reads back from the journal (tuples become lists), for comparison."""
+    return decode(encode(request))
 
 
 def _differing_fields(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:

@@ -292,11 +292,16 @@ class Ledger:
                         break
                 else:
                     results.append(CommandResult(command.id, receipt=receipt))
-            if failed_at is not None:
-                connection.rollback()
-                return _linked_failure(commands, failed_at, results[failed_at])
-            frontier = self._write(connection, batch)
+            if failed_at is None:
+                frontier = self._write(connection, batch)
+            else:
+                # None of the commands is applied, but the expiry sweep before
+                # them is: a pending past its timeout is released whatever
+                # else happens (the failure may itself be PendingExpired).
+                frontier = self._write(connection, self._load_batch(connection, []))
         self._frontier_cache = frontier
+        if failed_at is not None:
+            return _linked_failure(commands, failed_at, results[failed_at])
         return results
 
     def submit(self, command: Command) -> Receipt:
