@@ -31,5 +31,9 @@ test: lint typecheck unit
 bench: $(STAMP)
 	$(BIN)/python bench/ledger_bench.py
 
+# Regenerate settlement/v1/ from proto/settlement/v1/*.proto (tests fail when stale).
+proto: $(STAMP)
+	$(BIN)/python scripts/gen_proto.py
+
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""The settlement service: gRPC servicers, flows, auth, compliance, ISO 20022."""
