@@ -71,20 +71,22 @@ the answer (status, then `Error.code`):
   INVALID_ARGUMENT    amount_must_be_positive          a posting's amount <= 0
   INVALID_ARGUMENT    currency_must_be_known           not an ISO 4217 code the hub supports
   INVALID_ARGUMENT    amount_must_fit_int64            a sum leaves the int64 range
-  INVALID_ARGUMENT    debits_must_equal_credits        per currency
   INVALID_ARGUMENT    timeout_must_be_valid            see `TransactionInstruction`
   (idempotency)       an identical committed instruction: OK, ALREADY_EXISTED;
   ALREADY_EXISTS      exists_with_different_body       the id has another body
   NOT_FOUND           account_must_exist
   FAILED_PRECONDITION account_must_be_open             FROZEN or CLOSED
   INVALID_ARGUMENT    currency_must_match_account
+  INVALID_ARGUMENT    debits_must_equal_credits        per currency
   UNAUTHENTICATED     signer_must_be_known, signature_invalid
   FAILED_PRECONDITION exceeds_credits                  a debit limit or
                                                        debits_must_not_exceed_credits
   FAILED_PRECONDITION exceeds_debits                   credits_must_not_exceed_debits
 
-Balance constraints count pending amounts pessimistically (pending debits
-as if posted, pending credits as if they will never arrive).
+Each account rule is checked over all postings before the next rule, so
+the error reported does not depend on the order of the postings. Balance
+constraints count pending amounts pessimistically (pending debits as if
+posted, pending credits as if they will never arrive).
 """
 
 from collections import abc as _abc

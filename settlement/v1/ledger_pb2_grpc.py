@@ -119,8 +119,8 @@ class LedgerServiceServicer:
         NOT_FOUND participant_must_exist (the owner is not registered);
         INVALID_ARGUMENT id_must_be_valid, currency_must_be_known,
         text_must_be_valid (normal_side unspecified),
-        flags_must_be_compatible (both flags set),
-        debit_limit_must_not_be_negative, metadata_must_be_valid;
+        metadata_must_be_valid, flags_must_be_compatible (both flags set),
+        debit_limit_must_not_be_negative;
         (idempotency) the account exists with the same fields: OK,
         ALREADY_EXISTED; ALREADY_EXISTS account_exists_with_different_fields;
         UNAUTHENTICATED signer_must_be_known, signature_invalid.
