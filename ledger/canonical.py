@@ -64,6 +64,15 @@ def _refuse_float(text: str) -> Any:
     raise NotCanonical(f"floating-point number {text} is not allowed; use an integer string")
 
 
+def _safe_integer(text: str) -> int:
+    # Beyond 2**53 - 1 a JSON number is not exact (RFC 8785 section 3.2.2.3,
+    # I-JSON): another reader would see a different value.
+    value = int(text)
+    if abs(value) > SAFE_INTEGER_MAX:
+        raise NotCanonical(f"integer {text} is beyond ±{SAFE_INTEGER_MAX}; use a string")
+    return value
+
+
 def _refuse_constant(text: str) -> Any:
     raise NotCanonical(f"{text} is not valid JSON")
 
@@ -79,6 +88,7 @@ def decode(data: bytes) -> Any:
             text,
             object_pairs_hook=_refuse_duplicates,
             parse_float=_refuse_float,
+            parse_int=_safe_integer,
             parse_constant=_refuse_constant,
         )
     except json.JSONDecodeError as error:
