@@ -34,6 +34,7 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    literal_column,
     select,
     text,
     update,
@@ -699,17 +700,17 @@ class Ledger:
                 .order_by(accounts.c.id)
             ).all()
             totals: dict[str, dict[tuple[str, str], int]] = {}
-            for account_id, side, effect, amount in connection.execute(
+            for account_id, side, effect, high, low in connection.execute(
                 select(
                     postings.c.account_id,
                     postings.c.side,
                     postings.c.effect,
-                    func.sum(postings.c.amount_minor),
+                    *_exact_sum(postings.c.amount_minor),
                 )
                 .where(postings.c.journal_index < tree_size)
                 .group_by(postings.c.account_id, postings.c.side, postings.c.effect)
             ):
-                totals.setdefault(account_id, {})[(side, effect)] = int(amount)
+                totals.setdefault(account_id, {})[(side, effect)] = _combined(high, low)
         result = []
         for account_id, currency in known:
             sums = totals.get(account_id, {})
@@ -751,12 +752,14 @@ class Ledger:
             per_currency = connection.execute(
                 select(
                     accounts.c.currency,
-                    func.sum(accounts.c.debits_posted - accounts.c.credits_posted),
-                    func.sum(accounts.c.debits_pending - accounts.c.credits_pending),
+                    *_exact_sum(accounts.c.debits_posted - accounts.c.credits_posted),
+                    *_exact_sum(accounts.c.debits_pending - accounts.c.credits_pending),
                 ).group_by(accounts.c.currency)
             ).all()
-            for code, posted, pending in per_currency:
-                if int(posted or 0) != 0 or int(pending or 0) != 0:
+            for code, posted_high, posted_low, pending_high, pending_low in per_currency:
+                posted = _combined(posted_high, posted_low)
+                pending = _combined(pending_high, pending_low)
+                if posted != 0 or pending != 0:
                     findings.append(
                         f"{code} balances do not sum to zero: posted {posted}, pending {pending}"
                     )
@@ -906,6 +909,30 @@ def _select_in(
             yield from result
 
 
+_LOW_BITS = 32
+_LOW_MASK = (1 << _LOW_BITS) - 1
+
+
+def _exact_sum(expression: Any) -> tuple[Any, Any]:
+    """SUM of a BIGINT expression as (sum of high halves, sum of low halves).
+
+    A plain SUM can pass 2**63 - 1 even when the total fits (all the pending
+    amounts an account ever reserved, most of them released since), and
+    SQLite's sum() then fails with "integer overflow". Each half sums safely
+    for up to 2**31 rows; :func:`_combined` puts them together exactly.
+    """
+    # A high precedence makes SQLAlchemy parenthesize a compound left operand;
+    # PostgreSQL has bigint >> integer only, hence the integer literal.
+    return (
+        func.sum(expression.op(">>", precedence=100)(literal_column(str(_LOW_BITS)))),
+        func.sum(expression.op("&", precedence=100)(literal_column(str(_LOW_MASK)))),
+    )
+
+
+def _combined(high: Any, low: Any) -> int:
+    return (int(high or 0) << _LOW_BITS) + int(low or 0)
+
+
 def _sum_postings(
     connection: Connection, account_id: str, as_of_index: int
 ) -> tuple[int, int, int, int]:
@@ -917,13 +944,13 @@ def _sum_postings(
         ("debit", "released"): 0,
         ("credit", "released"): 0,
     }
-    for side, effect, amount in connection.execute(
-        select(postings.c.side, postings.c.effect, func.sum(postings.c.amount_minor))
+    for side, effect, high, low in connection.execute(
+        select(postings.c.side, postings.c.effect, *_exact_sum(postings.c.amount_minor))
         .where(postings.c.account_id == account_id)
         .where(postings.c.journal_index <= as_of_index)
         .group_by(postings.c.side, postings.c.effect)
     ):
-        totals[(side, effect)] = int(amount)
+        totals[(side, effect)] = _combined(high, low)
     return (
         totals[("debit", "posted")],
         totals[("credit", "posted")],
@@ -934,15 +961,15 @@ def _sum_postings(
 
 def _sum_all_postings(connection: Connection) -> dict[str, tuple[int, int, int, int]]:
     raw: dict[str, dict[tuple[str, str], int]] = {}
-    for account_id, side, effect, amount in connection.execute(
+    for account_id, side, effect, high, low in connection.execute(
         select(
             postings.c.account_id,
             postings.c.side,
             postings.c.effect,
-            func.sum(postings.c.amount_minor),
+            *_exact_sum(postings.c.amount_minor),
         ).group_by(postings.c.account_id, postings.c.side, postings.c.effect)
     ):
-        raw.setdefault(account_id, {})[(side, effect)] = int(amount)
+        raw.setdefault(account_id, {})[(side, effect)] = _combined(high, low)
     result = {}
     for account_id, totals in raw.items():
 

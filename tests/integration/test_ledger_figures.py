@@ -29,6 +29,7 @@ from ledger.errors import (
     PendingMustBePending,
     TransactionNotFound,
 )
+from ledger.money import INT64_MAX
 from ledger.records import (
     AccountStatus,
     Command,
@@ -405,3 +406,30 @@ def test_batch_of_the_maximum_size(ledger: Ledger) -> None:
     assert found[-1].journal_index == 4 + MAX_BATCH - 1
     assert figures(ledger, "bob") == (0, MAX_BATCH, 0, 0)
     ledger.check_invariants()
+
+
+def test_history_of_large_reservations(ledger: Ledger) -> None:
+    """Reserving and releasing the int64 maximum again and again: totals stay exact.
+
+    All the pending amounts an account ever reserved add up past 2**63 - 1,
+    though its balance never does.
+    """
+    run(ledger, account("issuer"), account("holder"))
+    for n in range(3):
+        run(
+            ledger,
+            transfer(f"p-{n}", "issuer", "holder", INT64_MAX, pending=True, timeout_seconds=60),
+        )
+        run(ledger, VoidPending(f"void-{n}", f"p-{n}"))
+    run(ledger, transfer("p-3", "issuer", "holder", INT64_MAX, pending=True, timeout_seconds=60))
+    (post,) = run(ledger, PostPending("post-3", "p-3"))
+    (last,) = run(
+        ledger, transfer("p-4", "holder", "issuer", INT64_MAX, pending=True, timeout_seconds=60)
+    )
+    assert figures(ledger, "issuer") == (INT64_MAX, 0, 0, INT64_MAX)
+    assert figures(ledger, "issuer", post.journal_index) == (INT64_MAX, 0, 0, 0)
+    assert figures(ledger, "holder", last.journal_index) == (0, INT64_MAX, INT64_MAX, 0)
+    assert figures(ledger, "holder", post.journal_index - 1) == (0, 0, 0, INT64_MAX)
+    closing = {item.account_id: item for item in ledger.closing_balances(last.journal_index)}
+    assert closing["holder"].credits_posted == INT64_MAX
+    assert closing["holder"].debits_pending == 0
