@@ -303,7 +303,7 @@ class Batch:
             "timeout_seconds": command.timeout_seconds,
         }
         key = entry_key(command)
-        existed = self._prior(key, command.id, request)
+        existed = self._prior(key, command.id, request, command.instruction)
         if existed is not None:
             return existed
         self._check_accounts(command.postings)
@@ -362,7 +362,7 @@ class Batch:
             "metadata": dict(command.metadata),
         }
         key = entry_key(command)
-        existed = self._prior(key, command.id, request)
+        existed = self._prior(key, command.id, request, command.instruction)
         if existed is not None:
             return existed
         record = self._pending(command.pending_id)
@@ -428,7 +428,7 @@ class Batch:
             "metadata": dict(command.metadata),
         }
         key = entry_key(command)
-        existed = self._prior(key, command.id, request)
+        existed = self._prior(key, command.id, request, command.instruction)
         if existed is not None:
             return existed
         record = self._pending(command.pending_id)
@@ -474,7 +474,7 @@ class Batch:
             "metadata": dict(command.metadata),
         }
         key = entry_key(command)
-        existed = self._prior(key, command.id, request)
+        existed = self._prior(key, command.id, request, command.instruction)
         if existed is not None:
             return existed
         original = self.transactions.get(command.original_id)
@@ -551,7 +551,10 @@ class Batch:
         key = entry_key(command)
         prior = self.prior_entries.get(key)
         if prior is not None:
-            differing = _differing_fields(decode(prior.request), _as_stored(request))
+            differing = _differing_fields(
+                decode(prior.request),
+                _as_stored(_with_instruction(request, command.instruction)),
+            )
             if differing:
                 raise AccountExistsWithDifferentFields(
                     f"account {command.id!r} exists with different "
@@ -591,7 +594,7 @@ class Batch:
             "status": status.value,
         }
         key = entry_key(command)
-        existed = self._prior(key, command.id, request)
+        existed = self._prior(key, command.id, request, command.instruction)
         if existed is not None:
             return existed
         account = self._account(command.account_id)
@@ -624,7 +627,7 @@ class Batch:
             "debit_limit": _limit_json(command.debit_limit_minor),
         }
         key = entry_key(command)
-        existed = self._prior(key, command.id, request)
+        existed = self._prior(key, command.id, request, command.instruction)
         if existed is not None:
             return existed
         account = self._account(command.account_id)
@@ -650,7 +653,7 @@ class Batch:
         validate_metadata(command.body, field="body", max_bytes=EVENT_BODY_MAX_BYTES)
         request = {"kind": "event", "event_type": command.event_type, "body": dict(command.body)}
         key = entry_key(command)
-        existed = self._prior(key, command.id, request)
+        existed = self._prior(key, command.id, request, command.instruction)
         if existed is not None:
             return existed
         self._check_instruction(command.instruction)
@@ -674,7 +677,7 @@ class Batch:
         encoded_key = base64.b64encode(command.public_key).decode("ascii")
         request = {"kind": "signing_key", "signer": command.signer, "public_key": encoded_key}
         key = entry_key(command)
-        existed = self._prior(key, command.id, request)
+        existed = self._prior(key, command.id, request, command.instruction)
         if existed is not None:
             return existed
         self._check_instruction(command.instruction)
@@ -720,10 +723,23 @@ class Batch:
         for amounts in by_currency.values():
             checked_sum(amounts)
 
-    def _prior(self, key: str, entry_id: str, request: dict[str, Any]) -> Receipt | None:
+    def _prior(
+        self,
+        key: str,
+        entry_id: str,
+        request: dict[str, Any],
+        instruction: SignedInstruction | None,
+    ) -> Receipt | None:
+        """The original receipt when this id was used before with the same request.
+
+        "Same" includes the exact signed instruction bytes (not the signature:
+        a retry may be re-signed after a key rotation), so two different
+        instructions can never share an id even when the ledger fields agree.
+        """
         prior = self.prior_entries.get(key)
         if prior is None:
             return None
+        request = _with_instruction(request, instruction)
         differing = _differing_fields(decode(prior.request), _as_stored(request))
         if differing:
             raise ExistsWithDifferentBody(entry_id, differing)
@@ -894,7 +910,9 @@ class Batch:
         index = self.next_index
         leaf = encode_leaf(index, kind, self.committed_at_us, body, instruction)
         digest = leaf_hash(leaf)
-        request_bytes = encode(request) if request is not None else b""
+        request_bytes = (
+            encode(_with_instruction(request, instruction)) if request is not None else b""
+        )
         self.output.journal.append(
             {
                 "journal_index": index,
@@ -989,6 +1007,14 @@ class Batch:
             if account.debits_pending < 0 or account.credits_pending < 0:
                 raise IntegrityError(f"account {account_id!r} pending total went negative")
             account.dirty = True
+
+
+def _with_instruction(
+    request: dict[str, Any], instruction: SignedInstruction | None
+) -> dict[str, Any]:
+    if instruction is None:
+        return request
+    return {**request, "instruction_sha256": hashlib.sha256(instruction.payload).hexdigest()}
 
 
 def _other(side: Side) -> Side:

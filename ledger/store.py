@@ -24,7 +24,7 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from sqlalchemy import (
     Connection,
@@ -173,6 +173,19 @@ _UPDATE_STATE = (
     .values(state=bindparam("state"))
 )
 
+
+class Projection(Protocol):
+    """A caller's own read model, kept in the same database transaction as the entries.
+
+    The service keeps participants, payments and contracts as projections of
+    ledger commands: rows written atomically with the entries that justify
+    them, so a crash can never leave one without the other.
+    """
+
+    def project(self, connection: Connection, created: Sequence[tuple[Command, Receipt]]) -> None:
+        """Write rows for newly committed commands (idempotent retries are excluded)."""
+
+
 Clock = Callable[[], int]
 """Returns the current time in microseconds since the Unix epoch (UTC)."""
 
@@ -234,6 +247,7 @@ class Ledger:
         migrate: bool = True,
         log: LogSettings | None = None,
         verify_signatures: bool = True,
+        projections: Sequence[Projection] = (),
         pool_size: int = 8,
     ) -> None:
         self.url = database_url(location)
@@ -241,6 +255,7 @@ class Ledger:
         self.clock = clock
         self.log = log
         self.verify_signatures = verify_signatures
+        self.projections = tuple(projections)
         self._frontier_cache = CompactRange()
         if self.dialect == "sqlite":
             self._writer = _sqlite_engine(self.url, immediate=True)
@@ -489,6 +504,10 @@ class Ledger:
         return frontier
 
     # -- reads -------------------------------------------------------------------
+
+    def reading(self) -> Any:
+        """A read-only connection context (``with ledger.reading() as connection``)."""
+        return self._reader.connect()
 
     def journal_size(self) -> int:
         with self._reader.connect() as connection:
