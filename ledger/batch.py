@@ -175,6 +175,7 @@ class PriorEntry:
     journal_index: int
     leaf_hash: bytes
     request: bytes
+    committed_at_us: int = 0
 
 
 @dataclass(slots=True)
@@ -560,7 +561,13 @@ class Batch:
                     f"account {command.id!r} exists with different "
                     f"{', '.join(differing)}; choose another id or match the existing account"
                 )
-            return Receipt(command.id, prior.journal_index, prior.leaf_hash, existed=True)
+            return Receipt(
+                command.id,
+                prior.journal_index,
+                prior.leaf_hash,
+                prior.committed_at_us,
+                existed=True,
+            )
         self._check_instruction(command.instruction)
         receipt = self._emit(
             key,
@@ -743,7 +750,9 @@ class Batch:
         differing = _differing_fields(decode(prior.request), _as_stored(request))
         if differing:
             raise ExistsWithDifferentBody(entry_id, differing)
-        return Receipt(entry_id, prior.journal_index, prior.leaf_hash, existed=True)
+        return Receipt(
+            entry_id, prior.journal_index, prior.leaf_hash, prior.committed_at_us, existed=True
+        )
 
     def _account(self, account_id: str) -> AccountState:
         account = self.accounts.get(account_id)
@@ -925,9 +934,9 @@ class Batch:
             }
         )
         self.output.leaf_hashes.append(digest)
-        self.prior_entries[key] = PriorEntry(index, digest, request_bytes)
+        self.prior_entries[key] = PriorEntry(index, digest, request_bytes, self.committed_at_us)
         self.next_index += 1
-        return Receipt(entry_id, index, digest)
+        return Receipt(entry_id, index, digest, self.committed_at_us)
 
     def _record_transaction(
         self,

@@ -225,6 +225,7 @@ class Receipt:
     id: str
     journal_index: int
     leaf_hash: bytes
+    committed_at_us: int = 0
     existed: bool = False
 
 

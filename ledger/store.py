@@ -127,7 +127,11 @@ _LAST_ENTRY = (
     .limit(1)
 )
 _PRIOR_ENTRIES = select(
-    journal.c.entry_key, journal.c.journal_index, journal.c.leaf_hash, journal.c.request
+    journal.c.entry_key,
+    journal.c.journal_index,
+    journal.c.leaf_hash,
+    journal.c.request,
+    journal.c.committed_at_us,
 ).where(journal.c.entry_key.in_(_VALUES))
 _EXPIRED = (
     select(transactions.c.id)
@@ -382,7 +386,9 @@ class Ledger:
         now = max(self.clock(), 0 if last is None else last.committed_at_us)
 
         prior = {
-            row.entry_key: PriorEntry(row.journal_index, row.leaf_hash, row.request)
+            row.entry_key: PriorEntry(
+                row.journal_index, row.leaf_hash, row.request, row.committed_at_us
+            )
             for row in _select_in(connection, _PRIOR_ENTRIES, map(entry_key, commands))
         }
         wanted_transactions: set[str] = set()
