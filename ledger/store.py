@@ -314,6 +314,7 @@ class Ledger:
                     results.append(CommandResult(command.id, receipt=receipt))
             if failed_at is None:
                 frontier = self._write(connection, batch)
+                self._project(connection, commands, results)
             else:
                 # None of the commands is applied, but the expiry sweep before
                 # them is: a pending past its timeout is released whatever
@@ -323,6 +324,20 @@ class Ledger:
         if failed_at is not None:
             return _linked_failure(commands, failed_at, results[failed_at])
         return results
+
+    def _project(
+        self, connection: Connection, commands: Sequence[Command], results: list[CommandResult]
+    ) -> None:
+        """Let the projections write their rows for new entries, in this transaction."""
+        if not self.projections:
+            return
+        created = [
+            (command, result.receipt)
+            for command, result in zip(commands, results, strict=True)
+            if result.receipt is not None and not result.receipt.existed
+        ]
+        for projection in self.projections:
+            projection.project(connection, created)
 
     def submit(self, command: Command) -> Receipt:
         """Execute one command and return its receipt, raising its error if it failed."""
