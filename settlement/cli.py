@@ -85,6 +85,34 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     verify.add_argument("arguments", nargs=argparse.REMAINDER)
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the hub's gRPC server (mutual TLS) until SIGTERM or SIGINT",
+        description="Run the hub's gRPC server: mutual TLS, health checking, reflection, "
+        'JSON logs on stderr (the line with event "listening" gives the bound port), '
+        "Prometheus metrics. On SIGTERM or SIGINT it stops accepting calls, lets in-flight "
+        "calls finish within the grace period, closes the hub and exits 0. Every flag "
+        "can also be set by the environment variable named in its help.",
+    )
+    from settlement.config import add_server_arguments  # noqa: PLC0415 - flags only
+
+    add_server_arguments(serve)
+
+    dev_pki = commands.add_parser(
+        "dev-pki",
+        help="write a DEVELOPMENT ONLY CA, server and participant certificates and keys",
+        description="Write a throwaway development PKI: a CA marked DEVELOPMENT ONLY, a "
+        "server certificate for localhost, 127.0.0.1 and ::1, and for each demo participant "
+        "a client certificate (CN = participant id), its key and an Ed25519 signing key pair; "
+        "also the log's signing key and participants.json. Never use it for real.",
+    )
+    dev_pki.add_argument("--out", required=True, help="directory to write (created mode 0700)")
+    dev_pki.add_argument(
+        "--force",
+        action="store_true",
+        help="replace the development PKI files in a directory that already has files",
+    )
     return parser
 
 
@@ -94,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Imported here so that verifying never loads the database layer.
         from ledger.verify import main as verify_main  # noqa: PLC0415
 
-        return int(verify_main(arguments[2:]))
+        return int(verify_main(arguments[1:]))
     parser = build_parser()
     options = parser.parse_args(arguments)
     try:
@@ -119,6 +147,20 @@ def _run(parser: argparse.ArgumentParser, options: argparse.Namespace) -> int:
         with Ledger(options.database, log=settings) as store:
             size = export_bundle(store, Path(options.out))
         print(f"exported {size} entries to {options.out}")
+        return 0
+    if options.command == "serve":
+        from settlement.config import settings_from_arguments  # noqa: PLC0415
+        from settlement.server import run  # noqa: PLC0415 - gRPC on demand
+
+        return run(settings_from_arguments(options))
+    if options.command == "dev-pki":
+        from settlement.pki import create_dev_pki  # noqa: PLC0415
+
+        pki = create_dev_pki(Path(options.out), force=options.force)
+        print(f"development PKI written to {pki.directory} (DEVELOPMENT ONLY; see README.txt)")
+        for participant in pki.participants.values():
+            print(f"  {participant.participant_id:<12} {participant.role.value}")
+        print(f"serve with: settlement serve --dev-pki {pki.directory}")
         return 0
     parser.print_help()
     return 0 if options.command is None else 2
