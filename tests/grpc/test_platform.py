@@ -643,6 +643,8 @@ FAKE_SERVE_SCRIPT = textwrap.dedent(
 
     class Slow(participant_pb2_grpc.ParticipantServiceServicer):
         async def GetParticipant(self, request, context):
+            if request.participant_id == "boom":
+                raise RuntimeError("kaboom: the secret detail")
             log.info("slow call started")
             await asyncio.sleep(float(request.participant_id))
             caller = current_caller().participant_id
@@ -750,6 +752,16 @@ def test_sigterm_lets_the_in_flight_call_finish_then_exits_zero(
     assert listening["tls"] is True
     credentials = dev_pki.channel_credentials("bank-us")
     with grpc.secure_channel(f"127.0.0.1:{listening['port']}", credentials) as channel:
+        error = call_error(channel, "boom", metadata=((REQUEST_ID_METADATA_KEY, "req-boom"),))
+        assert (error.code(), error.details()) == (
+            grpc.StatusCode.INTERNAL,
+            "internal error (request id req-boom)",
+        )
+        failure = process.wait_for("rpc failed with an unexpected error")
+        assert failure["level"] == "error"
+        assert failure["request_id"] == "req-boom"
+        assert "Traceback" in failure["exception"]
+        assert "RuntimeError: kaboom: the secret detail" in failure["exception"]
         stub = participant_pb2_grpc.ParticipantServiceStub(channel)
         future = stub.GetParticipant.future(
             participant_pb2.GetParticipantRequest(participant_id="1.0"),
@@ -804,3 +816,80 @@ def test_settlement_serve_with_the_real_hub(
     process.process.send_signal(signal.SIGTERM)
     assert process.process.wait(timeout=30) == 0
     process.wait_for("stopped")
+
+
+# --- Configuration and logs -----------------------------------------------------
+
+
+def test_serve_help_names_the_environment_variable_of_every_flag() -> None:
+    from settlement.cli import build_parser
+
+    commands = next(action for action in build_parser()._actions if action.dest == "command")
+    assert isinstance(commands.choices, dict)
+    serve = commands.choices["serve"]
+    flags = [action for action in serve._actions if action.option_strings != ["-h", "--help"]]
+    assert len(flags) >= 20
+    for action in flags:
+        assert action.help is not None
+        assert "(env SETTLEMENT_" in action.help, action.option_strings
+
+
+def test_settings_come_from_flags_then_environment_then_defaults(
+    monkeypatch: pytest.MonkeyPatch, dev_pki: DevPki
+) -> None:
+    from settlement.cli import build_parser
+    from settlement.config import ConfigurationError, settings_from_arguments
+
+    monkeypatch.setenv("SETTLEMENT_METRICS_PORT", "9464")
+    monkeypatch.setenv("SETTLEMENT_GRACE_PERIOD_SECONDS", "3.5")
+    arguments = ["serve", "--dev-pki", str(dev_pki.directory), "--grace-period-seconds", "7"]
+    settings = settings_from_arguments(build_parser().parse_args(arguments))
+    assert settings.metrics_port == 9464
+    assert settings.grace_period_seconds == 7.0
+    assert settings.max_receive_message_bytes == 16 * 1024 * 1024
+    assert settings.listen_address == "127.0.0.1:50051"
+    assert settings.tls_directory == dev_pki.directory
+    assert settings.log_key_path == dev_pki.log_private_key_path
+    hub = settings.hub_settings()
+    assert hub.operator_public_key_path == dev_pki.participant("operator").signing_public_key_path
+    assert hub.operator_common_name == "operator"
+    with pytest.raises(ConfigurationError, match="16777216"):
+        settings_from_arguments(
+            build_parser().parse_args([*arguments, "--max-receive-message-bytes", "1048576"])
+        )
+    with pytest.raises(ConfigurationError, match="--tls-dir"):
+        settings_from_arguments(build_parser().parse_args(["serve"]))
+
+
+def test_log_lines_never_carry_key_material() -> None:
+    from settlement.logs import REDACTED, redact_secrets
+
+    event = redact_secrets(
+        None,
+        "info",
+        {
+            "event": "registered",
+            "signing_private_key": "-----BEGIN PRIVATE KEY-----",
+            "signature": "c2lnbmF0dXJl",
+            "public_key": b"\x01" * 32,
+            "participant": "bank-us",
+        },
+    )
+    assert event == {
+        "event": "registered",
+        "signing_private_key": REDACTED,
+        "signature": REDACTED,
+        "public_key": "<32 bytes>",
+        "participant": "bank-us",
+    }
+
+
+def test_grpc_server_fixture_serves_the_real_services(
+    grpc_server: BackgroundServer, open_channel: Callable[..., Any]
+) -> None:
+    channel = open_channel(grpc_server, "operator")
+    response, call = get_participant(channel, "operator")
+    assert response.participant.participant_id == "operator"
+    assert response.participant.role == participant_pb2.ROLE_OPERATOR
+    assert REQUEST_ID_METADATA_KEY in trailing(call)
+    assert health_status(channel, PARTICIPANT_SERVICE) == health_pb2.HealthCheckResponse.SERVING
