@@ -95,7 +95,8 @@ class CallerResolver(Protocol):
     def resolve_caller(self, common_name: str) -> Caller | None: ...
 
 
-class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+# "misc": grpc is untyped (Any) unless types-grpcio is installed.
+class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc,unused-ignore]
     """Wraps every handler of the server; see the module docstring."""
 
     def __init__(self, hub: CallerResolver, *, insecure: bool = False) -> None:

@@ -261,7 +261,7 @@ def error_detail(error: grpc.RpcError) -> common_pb2.Error:
 
 
 def health_status(channel: Any, service: str = "") -> int:
-    stub = health_pb2_grpc.HealthStub(channel)
+    stub: Any = health_pb2_grpc.HealthStub(channel)
     request = health_pb2.HealthCheckRequest(service=service)
     return int(stub.Check(request, timeout=CALL_TIMEOUT_SECONDS).status)
 
@@ -302,8 +302,9 @@ def test_unregistered_common_name_is_unauthenticated(
     channel = open_channel(fake_server, credentials=credentials)
     error = call_error(channel, "whoami")
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED
-    assert error.details().startswith("certificate_must_identify_participant: ")
-    assert "'stranger'" in error.details()
+    details = error.details() or ""
+    assert details.startswith("certificate_must_identify_participant: ")
+    assert "'stranger'" in details
     assert error_detail(error).code == "certificate_must_identify_participant"
     stream = ledger_pb2_grpc.LedgerServiceStub(channel).WatchJournal(
         ledger_pb2.WatchJournalRequest(stop_at_end=True), timeout=CALL_TIMEOUT_SECONDS
@@ -405,7 +406,7 @@ def test_stream_sends_its_messages_then_the_mapped_error(
         received.extend(item.entry.entry_id for item in stream)
     assert received == ["bank-pk:1", "bank-pk:2"]
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert caught.value.details().startswith("pending_expired: ")
+    assert (caught.value.details() or "").startswith("pending_expired: ")
     assert error_detail(caught.value).code == "pending_expired"
 
 
@@ -484,7 +485,7 @@ def test_health_without_a_client_certificate_fails(
 
 
 def reflection_ask(channel: Any, request: reflection_pb2.ServerReflectionRequest) -> Any:
-    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    stub: Any = reflection_pb2_grpc.ServerReflectionStub(channel)
     (response,) = stub.ServerReflectionInfo(iter([request]), timeout=CALL_TIMEOUT_SECONDS)
     return response
 
