@@ -1,0 +1,34 @@
+"""The hub's gRPC servicers (settlement.v1), registered by :func:`add_services`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from settlement.hub import Hub
+from settlement.services import ledger_service, participant
+from settlement.v1 import ledger_pb2_grpc, participant_pb2_grpc
+
+
+def add_services(server: grpc.aio.Server, hub: Hub) -> list[str]:
+    """Register every servicer on ``server``; returns their full service names."""
+    services: list[tuple[str, Any, Callable[[Any, grpc.aio.Server], None]]] = [
+        (
+            participant.SERVICE_NAME,
+            participant.ParticipantService(hub),
+            participant_pb2_grpc.add_ParticipantServiceServicer_to_server,
+        ),
+        (
+            ledger_service.SERVICE_NAME,
+            ledger_service.LedgerService(hub),
+            ledger_pb2_grpc.add_LedgerServiceServicer_to_server,
+        ),
+    ]
+    for _, servicer, add_to_server in services:
+        add_to_server(servicer, server)
+    return [name for name, _, _ in services]
+
+
+__all__ = ["add_services"]
