@@ -29,6 +29,10 @@ SECRET_KEY_PARTS = ("private", "secret", "password", "passphrase", "seed", "sign
 """An event key containing one of these (e.g. ``signing_private_key``,
 ``signature``) has its value replaced by :data:`REDACTED`."""
 
+QUIET_LOGGERS = {"alembic.runtime.plugins": logging.WARNING}
+"""Libraries whose INFO lines say nothing an operator needs (Alembic lists its
+plugins at every start); their warnings still show."""
+
 _configured = False
 
 
@@ -77,6 +81,8 @@ def configure_logging(level: str = "info", *, force: bool = False) -> None:
     handler._settlement_json = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(numeric_level)
+    for name, quiet_level in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(max(quiet_level, numeric_level))
     _configured = True
 
 
