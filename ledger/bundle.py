@@ -38,7 +38,7 @@ import struct
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from ledger.errors import LedgerError
 from ledger.note import NoteError, NoteVerifier
@@ -73,6 +73,7 @@ __all__ = [
     "decode_canonical",
     "encode_canonical",
     "file_sha256",
+    "is_id",
     "manifest_file_hashes",
     "manifest_text",
     "parse_balances",
@@ -592,11 +593,7 @@ def _require_list(value: object, what: str) -> list[Any]:
 
 def _require_id(value: object, what: str) -> str:
     # ledger.validation.validate_id: 1..128 printable ASCII characters, no spaces.
-    if (
-        not isinstance(value, str)
-        or not 1 <= len(value) <= ID_LENGTH_MAX
-        or not all("!" <= character <= "~" for character in value)
-    ):
+    if not is_id(value):
         raise BundleFormatError(
             f"{what}: expected 1..{ID_LENGTH_MAX} printable ASCII characters without "
             f"spaces, got {excerpt(value)}"
@@ -606,6 +603,13 @@ def _require_id(value: object, what: str) -> str:
 
 ID_LENGTH_MAX = 128
 """``ledger.validation.ID_MAX_LENGTH``: ids, signers and account ids."""
+
+_ID = re.compile(f"[!-~]{{1,{ID_LENGTH_MAX}}}")
+
+
+def is_id(value: object) -> TypeGuard[str]:
+    """``ledger.validation.validate_id``: 1..128 printable ASCII characters, no spaces."""
+    return isinstance(value, str) and _ID.fullmatch(value) is not None
 
 
 # --- Trust file ------------------------------------------------------------------------------

@@ -70,6 +70,7 @@ import re
 import sys
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -425,11 +426,7 @@ def _schema(what: str, expected: str, value: object) -> _Invalid:
 
 def _read_id(document: Mapping[str, Any], name: str) -> str:
     value = document[name]
-    if (
-        not isinstance(value, str)
-        or not 1 <= len(value) <= bundle.ID_LENGTH_MAX
-        or not all("!" <= character <= "~" for character in value)
-    ):
+    if not bundle.is_id(value):
         raise _schema(name, f"1..{bundle.ID_LENGTH_MAX} printable ASCII characters", value)
     return value
 
@@ -781,13 +778,18 @@ class _SignatureChecker:
     Each distinct (key, payload, signature) is verified once: results are
     cached (bounded LRU) and leaves waiting for an in-flight result are
     resolved when it arrives. Failures are reported through ``on_failure``
-    with the leaf index.
+    with the leaf index. The pool starts only once a second chunk is needed,
+    so small bundles never pay for it; if it breaks (for example a caller's
+    script without the ``if __name__ == "__main__"`` guard that the spawn
+    start method needs), the remaining work is verified inline: slower, never
+    a different answer.
     """
 
     def __init__(self, workers: int, on_failure: Callable[[int, str, bytes, bytes], None]) -> None:
         self.workers = workers
         self.on_failure = on_failure
         self.verified = 0
+        self.pool_failed = False
         self._cache: OrderedDict[bytes, bool] = OrderedDict()
         self._waiting: dict[bytes, list[tuple[int, str]]] = {}
         self._chunk: list[_Pending] = []
@@ -819,9 +821,8 @@ class _SignatureChecker:
 
     def _submit(self) -> None:
         chunk, self._chunk = self._chunk, []
-        items = [item for _, item in chunk]
         if self.workers <= 1:
-            self._resolve(chunk, _verify_chunk(items))
+            self._verify_inline(chunk)
             return
         if self._pool is None:
             # spawn: a fresh interpreter per worker, inheriting no threads (tqdm's
@@ -829,13 +830,33 @@ class _SignatureChecker:
             self._pool = concurrent.futures.ProcessPoolExecutor(
                 max_workers=self.workers, mp_context=multiprocessing.get_context("spawn")
             )
-        self._in_flight.append((chunk, self._pool.submit(_verify_chunk, items)))
+        try:
+            future = self._pool.submit(_verify_chunk, [item for _, item in chunk])
+        except (BrokenProcessPool, RuntimeError):
+            self._abandon_pool()
+            self._verify_inline(chunk)
+            return
+        self._in_flight.append((chunk, future))
         while len(self._in_flight) > self.workers * SIGNATURE_CHUNKS_IN_FLIGHT_PER_WORKER:
             self._collect()
 
     def _collect(self) -> None:
         chunk, future = self._in_flight.popleft()
-        self._resolve(chunk, future.result())
+        try:
+            results = future.result()
+        except (BrokenProcessPool, concurrent.futures.CancelledError):
+            self._abandon_pool()
+            self._verify_inline(chunk)
+            return
+        self._resolve(chunk, results)
+
+    def _abandon_pool(self) -> None:
+        self.pool_failed = True
+        self.workers = 1
+        self.close()
+
+    def _verify_inline(self, chunk: list[_Pending]) -> None:
+        self._resolve(chunk, _verify_chunk([item for _, item in chunk]))
 
     def _resolve(self, chunk: list[_Pending], results: list[bool]) -> None:
         self.verified += len(chunk)
@@ -853,7 +874,7 @@ class _SignatureChecker:
             if self._chunk:
                 if self._pool is None:
                     chunk, self._chunk = self._chunk, []
-                    self._resolve(chunk, _verify_chunk([item for _, item in chunk]))
+                    self._verify_inline(chunk)
                 else:
                     self._submit()
             while self._in_flight:
@@ -912,9 +933,14 @@ class _LeafPass:
         self.frontier = CompactRange()
         self.accounts: dict[str, _Account] = {}
         self.open_pending: dict[str, tuple[tuple[Posting, ...], int]] = {}
-        self.money_ids: dict[str, int] = {}
-        self.event_ids: dict[str, int] = {}
-        self.instructions: dict[tuple[str, str], tuple[bytes, str, int]] = {}
+        # Ids already used, the one table that grows with the log: keyed by a
+        # 128-bit digest (a collision is a 2**-128 event per pair) to about 120
+        # bytes per entry, whatever the id's length.
+        self.money_ids: dict[int, int] = {}
+        """Digest of a money entry's id -> its index."""
+        self.event_ids: dict[int, int] = {}
+        self.instructions: dict[int, int] = {}
+        """Digest of (signer, instruction id) -> fingerprints and index (_pack_instruction)."""
         self.registrations: list[tuple[int, str, bytes]] = []
         self.keys_by_signer: dict[str, list[ParticipantKey]] = {}
         if trust is not None:
@@ -1077,16 +1103,17 @@ class _LeafPass:
         instruction_id = payload.get("instruction_id")
         if not isinstance(instruction_id, str):
             return
-        identity = (instruction.signer, instruction_id)
-        fingerprint = hashlib.sha256(instruction.signature + instruction.payload).digest()
+        identity = _digest(instruction.signer, instruction_id)
+        signed = _digest(instruction.signature.hex(), instruction.payload.hex(), size=8)
+        commit = _digest(entry.committed_at, size=8)
         earlier = self.instructions.get(identity)
         if earlier is None:
-            self.instructions[identity] = (fingerprint, entry.committed_at, position)
+            self.instructions[identity] = _pack_instruction(signed, commit, position)
             return
-        earlier_fingerprint, earlier_time, earlier_position = earlier
+        earlier_signed, earlier_commit, earlier_position = _unpack_instruction(earlier)
         # One signed instruction may cover every item of one batch (ledger.batch:
         # same payload and signature, one commit time); anything else is a replay.
-        if earlier_fingerprint == fingerprint and earlier_time == entry.committed_at:
+        if earlier_signed == signed and earlier_commit == commit:
             return
         self.findings.add(
             "duplicate_instruction",
@@ -1094,7 +1121,7 @@ class _LeafPass:
             f"instruction id {_quote(instruction_id)} of {_quote(instruction.signer)} used once",
             f"also used at index {earlier_position}",
             "the same signer's instruction id appears in two commits"
-            + ("" if earlier_fingerprint == fingerprint else " with different instructions"),
+            + ("" if earlier_signed == signed else " with different instructions"),
         )
 
     def _check_balanced(self, position: int, entry: _Entry) -> None:
@@ -1145,7 +1172,8 @@ class _LeafPass:
         if entry.entry_id is None:
             return
         namespace = self.money_ids if entry.kind in _MONEY_KINDS else self.event_ids
-        earlier = namespace.get(entry.entry_id)
+        identity = _digest(entry.entry_id)
+        earlier = namespace.get(identity)
         if earlier is not None:
             space = "money entries" if entry.kind in _MONEY_KINDS else "events"
             self.findings.add(
@@ -1156,7 +1184,7 @@ class _LeafPass:
                 f"the {entry.kind} reuses the id of an earlier entry",
             )
             return
-        namespace[entry.entry_id] = position
+        namespace[identity] = position
 
     # -- replay -----------------------------------------------------------------
 
@@ -1176,7 +1204,7 @@ class _LeafPass:
             self._resolve_pending(position, entry)
         elif kind == "reversal":
             reverses = document["reverses_id"]
-            if self.money_ids.get(reverses, position) >= position:
+            if self.money_ids.get(_digest(reverses), position) >= position:
                 self.findings.add(
                     "entry_reference",
                     position,
@@ -1296,6 +1324,27 @@ class _LeafPass:
                 )
         self._apply(position, entry.postings, slot=0, sign=1)
         self._apply(position, entry.releases, slot=2, sign=-1)
+
+
+def _digest(*parts: str, size: int = 16) -> int:
+    """A ``size``-byte BLAKE2b digest of text parts, as an int (compact dict keys)."""
+    # Ids and signers are printable ASCII: a NUL separator cannot occur in them.
+    data = "\x00".join(parts).encode("utf-8")
+    return int.from_bytes(hashlib.blake2b(data, digest_size=size).digest(), "big")
+
+
+_INDEX_BITS = 64
+
+
+def _pack_instruction(signed: int, commit: int, position: int) -> int:
+    """One int for (64-bit digest of payload and signature, of commit time, index)."""
+    return (((signed << 64) | commit) << _INDEX_BITS) | position
+
+
+def _unpack_instruction(packed: int) -> tuple[int, int, int]:
+    position = packed & ((1 << _INDEX_BITS) - 1)
+    digests = packed >> _INDEX_BITS
+    return digests >> 64, digests & ((1 << 64) - 1), position
 
 
 def _posts_within(posted: tuple[Posting, ...], reserved: tuple[Posting, ...]) -> bool:

@@ -9,11 +9,13 @@ that fire is pinned so a change in what the verifier reports is deliberate.
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import json
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import bundle_tamper as tamper
@@ -624,6 +626,36 @@ def test_worker_processes_find_what_inline_finds(
         ("participant_signature", STANDARD.after_rotation),
     }
     assert parallel.signatures_verified == inline.signatures_verified
+
+
+class _BrokenPool:
+    """Stands in for a process pool whose workers died (e.g. no __main__ guard)."""
+
+    def __init__(self, **_options: object) -> None:
+        self.submitted = 0
+
+    def submit(self, *_arguments: object) -> concurrent.futures.Future[list[bool]]:
+        self.submitted += 1
+        future: concurrent.futures.Future[list[bool]] = concurrent.futures.Future()
+        if self.submitted > 1:
+            raise BrokenProcessPool("workers died")
+        future.set_exception(BrokenProcessPool("workers died"))
+        return future
+
+    def shutdown(self, **_options: object) -> None:
+        pass
+
+
+def test_broken_worker_pool_falls_back_to_inline(
+    bundle_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tamper.flip_signature_byte(bundle_copy, S, STANDARD.cross_currency)
+    expected = verify_bundle(bundle_copy, workers=1)
+    monkeypatch.setattr(verify, "SIGNATURE_CHUNK_SIZE", 2)
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", _BrokenPool)
+    report = verify_bundle(bundle_copy, workers=2)
+    assert report.findings == expected.findings
+    assert report.signatures_verified == expected.signatures_verified
 
 
 def test_progress_bar_on_stderr_unless_disabled(
