@@ -8,8 +8,8 @@ from typing import Any
 import grpc
 
 from settlement.hub import Hub
-from settlement.services import ledger_service, participant
-from settlement.v1 import ledger_pb2_grpc, participant_pb2_grpc
+from settlement.services import audit, ledger_service, participant
+from settlement.v1 import audit_pb2_grpc, ledger_pb2_grpc, participant_pb2_grpc
 
 
 def add_services(server: grpc.aio.Server, hub: Hub) -> list[str]:
@@ -24,6 +24,11 @@ def add_services(server: grpc.aio.Server, hub: Hub) -> list[str]:
             ledger_service.SERVICE_NAME,
             ledger_service.LedgerService(hub),
             ledger_pb2_grpc.add_LedgerServiceServicer_to_server,
+        ),
+        (
+            audit.SERVICE_NAME,
+            audit.AuditService(hub),
+            audit_pb2_grpc.add_AuditServiceServicer_to_server,
         ),
     ]
     for _, servicer, add_to_server in services:
