@@ -17,7 +17,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bundle_builder import LogSigning, sign_manifest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger import bundle
@@ -25,6 +24,7 @@ from ledger.checkpoint import Checkpoint, parse_checkpoint, sign_checkpoint
 from ledger.merkle import leaf_hash, root_from_leaf_hashes
 from ledger.note import NoteSigner, sign_note
 from ledger.signing import sign_instruction
+from tests.bundle_builder import LogSigning, sign_manifest
 
 # --- Reading and writing the parts ------------------------------------------------------
 

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bundle_builder import LOG_KEY_NEW, LOG_KEY_OLD, ORIGIN, private_key, public_bytes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,6 +23,7 @@ from ledger.bundle import (
     write_framed,
 )
 from ledger.errors import LedgerError
+from tests.bundle_builder import LOG_KEY_NEW, LOG_KEY_OLD, ORIGIN, private_key, public_bytes
 
 # --- Framing ------------------------------------------------------------------------------
 

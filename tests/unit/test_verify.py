@@ -18,9 +18,18 @@ from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-import bundle_tamper as tamper
 import pytest
-from bundle_builder import (
+
+from ledger import bundle, verify
+from ledger.canonical import encode
+from ledger.checkpoint import Checkpoint, sign_checkpoint
+from ledger.merkle import leaf_hash, root_from_leaf_hashes
+from ledger.note import NoteSigner
+from ledger.records import Side, SignedInstruction
+from ledger.signing import sign_instruction
+from ledger.verify import CHECKS, Report, main, verify_bundle
+from tests import bundle_tamper as tamper
+from tests.bundle_builder import (
     BANK_A,
     BANK_A_KEY,
     BANK_B,
@@ -39,15 +48,6 @@ from bundle_builder import (
     public_bytes,
     standard_builder,
 )
-
-from ledger import bundle, verify
-from ledger.canonical import encode
-from ledger.checkpoint import Checkpoint, sign_checkpoint
-from ledger.merkle import leaf_hash, root_from_leaf_hashes
-from ledger.note import NoteSigner
-from ledger.records import Side, SignedInstruction
-from ledger.signing import sign_instruction
-from ledger.verify import CHECKS, Report, main, verify_bundle
 
 UNKNOWN_KEY = private_key(77)
 
