@@ -1,0 +1,1 @@
+"""Cross-border payments: FX quotes, screening, payment-versus-payment settlement."""
