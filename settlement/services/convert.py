@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, cast
 
+import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import select
 
@@ -73,6 +74,9 @@ from settlement.v1 import common_pb2, ledger_pb2, participant_pb2
 if TYPE_CHECKING:
     from settlement.hub import Hub
     from settlement.instructions import ParsedInstruction
+
+Context = grpc.aio.ServicerContext[Any, Any]
+"""The servicer context of any RPC (the servicers never use it: the interceptor does)."""
 
 # -- enums -------------------------------------------------------------------
 

@@ -22,8 +22,6 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-import grpc
-
 from ledger import canonical
 from ledger.batch import SignerMustBeKnown
 from ledger.errors import (
@@ -58,6 +56,7 @@ from settlement.instructions import InstructionTypeMustMatch, ParsedInstruction,
 from settlement.services import convert
 from settlement.services.convert import (
     WRITER_ROLES,
+    Context,
     ParticipantMustExist,
     commit,
     commit_result,
@@ -260,7 +259,7 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
     # -- writes ---------------------------------------------------------------------------
 
     async def CreateAccount(  # noqa: N802 - the RPC's name
-        self, request: ledger_pb2.CreateAccountRequest, context: grpc.aio.ServicerContext
+        self, request: ledger_pb2.CreateAccountRequest, context: Context
     ) -> ledger_pb2.CreateAccountResponse:
         caller = current_caller()
         caller.require(Role.OPERATOR)
@@ -280,7 +279,7 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
         )
 
     async def CreateTransaction(  # noqa: N802 - the RPC's name
-        self, request: ledger_pb2.CreateTransactionRequest, context: grpc.aio.ServicerContext
+        self, request: ledger_pb2.CreateTransactionRequest, context: Context
     ) -> ledger_pb2.CreateTransactionResponse:
         caller = current_caller()
         caller.require(*WRITER_ROLES)
@@ -291,7 +290,7 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
     async def PostPendingTransaction(  # noqa: N802 - the RPC's name
         self,
         request: ledger_pb2.PostPendingTransactionRequest,
-        context: grpc.aio.ServicerContext,
+        context: Context,
     ) -> ledger_pb2.PostPendingTransactionResponse:
         caller = current_caller()
         caller.require(*WRITER_ROLES)
@@ -302,7 +301,7 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
     async def VoidPendingTransaction(  # noqa: N802 - the RPC's name
         self,
         request: ledger_pb2.VoidPendingTransactionRequest,
-        context: grpc.aio.ServicerContext,
+        context: Context,
     ) -> ledger_pb2.VoidPendingTransactionResponse:
         caller = current_caller()
         caller.require(*WRITER_ROLES)
@@ -311,7 +310,7 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
         return ledger_pb2.VoidPendingTransactionResponse(result=result, transaction=transaction)
 
     async def ReverseTransaction(  # noqa: N802 - the RPC's name
-        self, request: ledger_pb2.ReverseTransactionRequest, context: grpc.aio.ServicerContext
+        self, request: ledger_pb2.ReverseTransactionRequest, context: Context
     ) -> ledger_pb2.ReverseTransactionResponse:
         caller = current_caller()
         caller.require(*WRITER_ROLES)
@@ -322,7 +321,7 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
     async def CreateTransactionBatch(  # noqa: N802 - the RPC's name
         self,
         request: ledger_pb2.CreateTransactionBatchRequest,
-        context: grpc.aio.ServicerContext,
+        context: Context,
     ) -> ledger_pb2.CreateTransactionBatchResponse:
         caller = current_caller()
         caller.require(*WRITER_ROLES)
@@ -352,7 +351,7 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
     # -- reads ------------------------------------------------------------------------------
 
     async def GetAccount(  # noqa: N802 - the RPC's name
-        self, request: ledger_pb2.GetAccountRequest, context: grpc.aio.ServicerContext
+        self, request: ledger_pb2.GetAccountRequest, context: Context
     ) -> ledger_pb2.GetAccountResponse:
         caller = current_caller()
         validate_id(request.account_id, "account_id")
@@ -360,7 +359,7 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
         return ledger_pb2.GetAccountResponse(account=convert.account_message(account))
 
     async def ListAccounts(  # noqa: N802 - the RPC's name
-        self, request: ledger_pb2.ListAccountsRequest, context: grpc.aio.ServicerContext
+        self, request: ledger_pb2.ListAccountsRequest, context: Context
     ) -> ledger_pb2.ListAccountsResponse:
         caller = current_caller()
         scope = ("ListAccounts", caller.participant_id, request.owner_participant_id)
@@ -381,7 +380,7 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
         return response
 
     async def GetBalance(  # noqa: N802 - the RPC's name
-        self, request: ledger_pb2.GetBalanceRequest, context: grpc.aio.ServicerContext
+        self, request: ledger_pb2.GetBalanceRequest, context: Context
     ) -> ledger_pb2.GetBalanceResponse:
         caller = current_caller()
         validate_id(request.account_id, "account_id")
@@ -389,7 +388,7 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
         return await asyncio.to_thread(self._balance, caller, request.account_id, as_of_index)
 
     async def GetTransaction(  # noqa: N802 - the RPC's name
-        self, request: ledger_pb2.GetTransactionRequest, context: grpc.aio.ServicerContext
+        self, request: ledger_pb2.GetTransactionRequest, context: Context
     ) -> ledger_pb2.GetTransactionResponse:
         caller = current_caller()
         validate_id(request.transaction_id, "transaction_id")
@@ -399,7 +398,7 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
         return ledger_pb2.GetTransactionResponse(transaction=transaction)
 
     async def ListTransactions(  # noqa: N802 - the RPC's name
-        self, request: ledger_pb2.ListTransactionsRequest, context: grpc.aio.ServicerContext
+        self, request: ledger_pb2.ListTransactionsRequest, context: Context
     ) -> ledger_pb2.ListTransactionsResponse:
         caller = current_caller()
         if bool(request.account_id) == bool(request.reference):
@@ -428,7 +427,7 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
         return response
 
     async def WatchJournal(  # noqa: N802 - the RPC's name
-        self, request: ledger_pb2.WatchJournalRequest, context: grpc.aio.ServicerContext
+        self, request: ledger_pb2.WatchJournalRequest, context: Context
     ) -> AsyncIterator[ledger_pb2.WatchJournalResponse]:
         caller = current_caller()
         ledger = self.hub.ledger

@@ -15,7 +15,6 @@ import asyncio
 import re
 from typing import Any, Final
 
-import grpc
 import schwifty
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from schwifty import registry as schwifty_registry
@@ -57,6 +56,7 @@ from settlement.instructions import MessageType, ParsedInstruction, parse
 from settlement.registry import Participant, registration_event
 from settlement.services import convert
 from settlement.services.convert import (
+    Context,
     ParticipantMustExist,
     PriorUse,
     commit,
@@ -408,7 +408,7 @@ class ParticipantService(participant_pb2_grpc.ParticipantServiceServicer):
     # -- writes ------------------------------------------------------------------------
 
     async def RegisterParticipant(  # noqa: N802 - the RPC's name
-        self, request: participant_pb2.RegisterParticipantRequest, context: grpc.aio.ServicerContext
+        self, request: participant_pb2.RegisterParticipantRequest, context: Context
     ) -> participant_pb2.RegisterParticipantResponse:
         caller, parsed, prior = await self._operator_instruction(
             request.instruction, participant_pb2.RegisterParticipantInstruction
@@ -450,7 +450,7 @@ class ParticipantService(participant_pb2_grpc.ParticipantServiceServicer):
         )
 
     async def RotateSigningKey(  # noqa: N802 - the RPC's name
-        self, request: participant_pb2.RotateSigningKeyRequest, context: grpc.aio.ServicerContext
+        self, request: participant_pb2.RotateSigningKeyRequest, context: Context
     ) -> participant_pb2.RotateSigningKeyResponse:
         caller, parsed, prior = await self._operator_instruction(
             request.instruction, participant_pb2.RotateSigningKeyInstruction
@@ -478,7 +478,7 @@ class ParticipantService(participant_pb2_grpc.ParticipantServiceServicer):
     async def OpenSettlementAccount(  # noqa: N802 - the RPC's name
         self,
         request: participant_pb2.OpenSettlementAccountRequest,
-        context: grpc.aio.ServicerContext,
+        context: Context,
     ) -> participant_pb2.OpenSettlementAccountResponse:
         caller, parsed, _ = await self._operator_instruction(
             request.instruction, participant_pb2.OpenSettlementAccountInstruction
@@ -534,7 +534,7 @@ class ParticipantService(participant_pb2_grpc.ParticipantServiceServicer):
         )
 
     async def SetAccountLimit(  # noqa: N802 - the RPC's name
-        self, request: participant_pb2.SetAccountLimitRequest, context: grpc.aio.ServicerContext
+        self, request: participant_pb2.SetAccountLimitRequest, context: Context
     ) -> participant_pb2.SetAccountLimitResponse:
         caller, parsed, _ = await self._operator_instruction(
             request.instruction, participant_pb2.SetAccountLimitInstruction
@@ -553,7 +553,7 @@ class ParticipantService(participant_pb2_grpc.ParticipantServiceServicer):
         )
 
     async def FreezeAccount(  # noqa: N802 - the RPC's name
-        self, request: participant_pb2.FreezeAccountRequest, context: grpc.aio.ServicerContext
+        self, request: participant_pb2.FreezeAccountRequest, context: Context
     ) -> participant_pb2.FreezeAccountResponse:
         receipt, account = await self._set_status(
             request.instruction, participant_pb2.FreezeAccountInstruction, AccountStatus.FROZEN
@@ -561,7 +561,7 @@ class ParticipantService(participant_pb2_grpc.ParticipantServiceServicer):
         return participant_pb2.FreezeAccountResponse(result=receipt, account=account)
 
     async def UnfreezeAccount(  # noqa: N802 - the RPC's name
-        self, request: participant_pb2.UnfreezeAccountRequest, context: grpc.aio.ServicerContext
+        self, request: participant_pb2.UnfreezeAccountRequest, context: Context
     ) -> participant_pb2.UnfreezeAccountResponse:
         receipt, account = await self._set_status(
             request.instruction, participant_pb2.UnfreezeAccountInstruction, AccountStatus.OPEN
@@ -569,7 +569,7 @@ class ParticipantService(participant_pb2_grpc.ParticipantServiceServicer):
         return participant_pb2.UnfreezeAccountResponse(result=receipt, account=account)
 
     async def Fund(  # noqa: N802 - the RPC's name
-        self, request: participant_pb2.FundRequest, context: grpc.aio.ServicerContext
+        self, request: participant_pb2.FundRequest, context: Context
     ) -> participant_pb2.FundResponse:
         caller, parsed, prior = await self._operator_instruction(
             request.instruction, participant_pb2.FundInstruction
@@ -578,7 +578,7 @@ class ParticipantService(participant_pb2_grpc.ParticipantServiceServicer):
         return participant_pb2.FundResponse(result=result, transaction=transaction)
 
     async def Defund(  # noqa: N802 - the RPC's name
-        self, request: participant_pb2.DefundRequest, context: grpc.aio.ServicerContext
+        self, request: participant_pb2.DefundRequest, context: Context
     ) -> participant_pb2.DefundResponse:
         caller, parsed, prior = await self._operator_instruction(
             request.instruction, participant_pb2.DefundInstruction
@@ -589,7 +589,7 @@ class ParticipantService(participant_pb2_grpc.ParticipantServiceServicer):
     # -- reads --------------------------------------------------------------------------
 
     async def GetParticipant(  # noqa: N802 - the RPC's name
-        self, request: participant_pb2.GetParticipantRequest, context: grpc.aio.ServicerContext
+        self, request: participant_pb2.GetParticipantRequest, context: Context
     ) -> participant_pb2.GetParticipantResponse:
         caller = current_caller()
         validate_participant_id(request.participant_id, "participant_id")
@@ -597,7 +597,7 @@ class ParticipantService(participant_pb2_grpc.ParticipantServiceServicer):
         return participant_pb2.GetParticipantResponse(participant=participant)
 
     async def ListParticipants(  # noqa: N802 - the RPC's name
-        self, request: participant_pb2.ListParticipantsRequest, context: grpc.aio.ServicerContext
+        self, request: participant_pb2.ListParticipantsRequest, context: Context
     ) -> participant_pb2.ListParticipantsResponse:
         caller = current_caller()
         scope = ("ListParticipants", caller.participant_id, str(request.role))
