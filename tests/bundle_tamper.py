@@ -242,6 +242,28 @@ def add_cosignature(
     resign_manifest(directory, signing)
 
 
+def trust_log_key(
+    directory: Path, signing: LogSigning, signer: NoteSigner, first: int, last: int | None
+) -> None:
+    """List one more log key in the trust file, valid for tree sizes ``first..last``
+    (a retired key, say); manifest re-signed.
+
+    Not an attack by itself: it sets up :func:`resign_checkpoint` with a log
+    key outside its range on a bundle exported by a ledger that only ever had
+    one log key.
+    """
+    document = bundle.read_json(directory / bundle.TRUST_FILE)
+    document["log_keys"].append(
+        {
+            "vkey": signer.verifier().vkey(),
+            "first_tree_size": str(first),
+            "last_tree_size": None if last is None else str(last),
+        }
+    )
+    bundle.write_json(directory / bundle.TRUST_FILE, document)
+    resign_manifest(directory, signing)
+
+
 # --- Attacks on the other files ---------------------------------------------------------------
 
 
