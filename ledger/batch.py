@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ledger.canonical import decode, encode, validate_metadata
+from ledger.canonical import decode, encode_trusted, validate_metadata
 from ledger.errors import (
     AccountExistsWithDifferentFields,
     AccountMustBeOpen,
@@ -920,7 +920,7 @@ class Batch:
         leaf = encode_leaf(index, kind, self.committed_at_us, body, instruction)
         digest = leaf_hash(leaf)
         request_bytes = (
-            encode(_with_instruction(request, instruction)) if request is not None else b""
+            encode_trusted(_with_instruction(request, instruction)) if request is not None else b""
         )
         self.output.journal.append(
             {
@@ -1045,7 +1045,7 @@ def _limit_json(limit: int | None) -> str | None:
 
 def _as_stored(request: dict[str, Any]) -> Any:
     """A request as it reads back from the journal (tuples become lists), for comparison."""
-    return decode(encode(request))
+    return decode(encode_trusted(request))
 
 
 def _differing_fields(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:

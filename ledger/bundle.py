@@ -31,7 +31,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import os
 import re
 import struct
@@ -40,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeGuard
 
+from ledger import canonical
 from ledger.errors import LedgerError
 from ledger.note import NoteError, NoteVerifier
 
@@ -137,7 +137,7 @@ INT64_MAX = 2**63 - 1
 UINT64_MAX = 2**64 - 1
 """Tree sizes and leaf indexes are uint64 (RFC 9162 section 4)."""
 
-SAFE_INTEGER_MAX = 2**53 - 1
+SAFE_INTEGER_MAX = canonical.SAFE_INTEGER_MAX
 """RFC 8785 section 3.2.2.3 numbers are IEEE 754 doubles: larger integers have no
 exact canonical form, so JSON integers beyond this are refused."""
 
@@ -379,156 +379,20 @@ def parse_manifest(text: str) -> Manifest:
 # --- Canonical JSON (RFC 8785) ---------------------------------------------------------
 
 
-def _utf16_order(key: str) -> bytes:
-    # RFC 8785 section 3.2.3: properties are sorted by their UTF-16 code units;
-    # big-endian UTF-16 bytes compare in exactly that order.
-    return key.encode("utf-16-be")
-
-
-def _encode_value(value: Any, parts: list[str]) -> None:
-    if value is None:
-        parts.append("null")
-    elif value is True:
-        parts.append("true")
-    elif value is False:
-        parts.append("false")
-    elif isinstance(value, int):
-        if abs(value) > SAFE_INTEGER_MAX:
-            raise NotCanonicalJson(
-                f"expected integers within ±{SAFE_INTEGER_MAX} (RFC 8785 numbers are "
-                f"doubles), got {excerpt(value)}; send large numbers as strings"
-            )
-        parts.append(str(value))
-    elif isinstance(value, str):
-        parts.append(_encode_string(value))
-    elif isinstance(value, (list, tuple)):
-        parts.append("[")
-        for position, item in enumerate(value):
-            if position:
-                parts.append(",")
-            _encode_value(item, parts)
-        parts.append("]")
-    elif isinstance(value, Mapping):
-        for key in value:
-            if not isinstance(key, str):
-                raise NotCanonicalJson(f"expected string keys, got {excerpt(key)}")
-        try:
-            keys = sorted(value, key=_utf16_order)
-        except UnicodeEncodeError:
-            raise NotCanonicalJson("expected keys of valid Unicode, got a lone surrogate") from None
-        parts.append("{")
-        for position, key in enumerate(keys):
-            if position:
-                parts.append(",")
-            parts.append(_encode_string(key))
-            parts.append(":")
-            _encode_value(value[key], parts)
-        parts.append("}")
-    else:
-        raise NotCanonicalJson(
-            f"expected str, int, bool, None, list or dict, got {type(value).__name__} "
-            "(no floats: amounts travel as integer strings)"
-        )
-
-
-def _encode_string(text: str) -> str:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise NotCanonicalJson(
-            f"expected valid Unicode, got a lone surrogate in {excerpt(text)}"
-        ) from None
-    # The json module escapes exactly what RFC 8785 section 3.2.2.2 escapes
-    # (quote, backslash, \b \t \n \f \r short forms, other C0 controls as
-    # lowercase \u00xx) and nothing else when ensure_ascii is off.
-    return json.dumps(text, ensure_ascii=False)
-
-
 def encode_canonical(value: Any) -> bytes:
-    """RFC 8785 (JCS) bytes of a JSON value made of str, int, bool, None, lists, dicts.
-
-    Integers must be within ±(2**53 - 1) (RFC 8785 section 3.2.2.3); floats
-    are refused, so every number is an integer and its canonical form is its
-    decimal spelling. Keys sort by UTF-16 code units (section 3.2.3); strings
-    escape as section 3.2.2.2 says; the output is UTF-8 without whitespace.
-    Raises :class:`NotCanonicalJson` for anything else, including nesting
-    deeper than the interpreter's recursion limit.
-    """
-    parts: list[str] = []
+    """RFC 8785 bytes (:func:`ledger.canonical.encode`), errors as :class:`NotCanonicalJson`."""
     try:
-        _encode_value(value, parts)
-    except RecursionError:
-        raise NotCanonicalJson("expected JSON nested less deeply") from None
-    return "".join(parts).encode("utf-8")
-
-
-def _refuse_float(text: str) -> Any:
-    raise NotCanonicalJson(f"expected no floating-point numbers, got {excerpt(text)}")
-
-
-def _refuse_constant(text: str) -> Any:
-    raise NotCanonicalJson(f"expected JSON, got the non-JSON constant {text}")
-
-
-SAFE_INTEGER_DIGITS_MAX = len(str(SAFE_INTEGER_MAX))
-
-
-def _checked_int(text: str) -> int:
-    # Length first: int() of a hostile 4,000-digit literal costs quadratic time.
-    if len(text.lstrip("-")) > SAFE_INTEGER_DIGITS_MAX or abs(int(text)) > SAFE_INTEGER_MAX:
-        raise NotCanonicalJson(
-            f"expected integers within ±{SAFE_INTEGER_MAX} (RFC 8785 numbers are doubles), "
-            f"got {excerpt(text)}"
-        )
-    return int(text)
-
-
-def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise NotCanonicalJson(f"expected unique keys, got {excerpt(key)} twice")
-        result[key] = value
-    return result
+        return canonical.encode(value)
+    except canonical.NotCanonical as error:
+        raise NotCanonicalJson(error.message) from None
 
 
 def decode_canonical(data: bytes) -> Any:
-    """Parse JSON strictly and require ``data`` to be exactly its RFC 8785 form.
-
-    Refuses, with :class:`NotCanonicalJson`: invalid UTF-8, a byte order mark,
-    any JSON syntax error, floats, NaN and Infinity, integers beyond ±(2**53 -
-    1), duplicate keys, lone surrogates, and any spelling other than the
-    canonical one (whitespace, key order, escapes). Two parties can never read
-    one document two ways.
-    """
+    """Strict RFC 8785 parse (:func:`ledger.canonical.decode`); errors as NotCanonicalJson."""
     try:
-        text = bytes(data).decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise NotCanonicalJson(f"expected UTF-8, got an invalid byte at {error.start}") from None
-    try:
-        value = json.loads(
-            text,
-            parse_float=_refuse_float,
-            parse_int=_checked_int,
-            parse_constant=_refuse_constant,
-        )
-    except json.JSONDecodeError as error:
-        raise NotCanonicalJson(f"expected JSON, got {error.msg} at position {error.pos}") from None
-    except RecursionError:
-        raise NotCanonicalJson("expected JSON nested less deeply") from None
-    # Fast path: for ASCII text, json.dumps with sorted keys is the RFC 8785
-    # form (code point and UTF-16 order agree on ASCII; integers were range
-    # checked while parsing). Anything else takes the full encoder.
-    try:
-        again = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    except RecursionError:
-        raise NotCanonicalJson("expected JSON nested less deeply") from None
-    canonical = again == text if again.isascii() else encode_canonical(value) == data
-    if not canonical:
-        # Duplicate keys are one way to differ; name them when they are the cause.
-        json.loads(text, object_pairs_hook=_refuse_duplicates)
-        raise NotCanonicalJson("expected the RFC 8785 canonical form, got another spelling")
-    return value
+        return canonical.decode(data)
+    except canonical.NotCanonical as error:
+        raise NotCanonicalJson(error.message) from None
 
 
 def write_json(path: str | os.PathLike[str], document: Any) -> None:

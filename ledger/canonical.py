@@ -1,9 +1,12 @@
 """Canonical JSON (RFC 8785, JSON Canonicalization Scheme) for leaves and instructions.
 
 Leaves and signed instructions are bytes; these bytes are what is hashed,
-signed and exported. We encode with the ``rfc8785`` package and decode
-strictly: duplicate keys, floats, NaN/Infinity and any non-canonical spelling
-are refused, so two parties can never read one leaf two ways.
+signed and exported. This module is the one RFC 8785 codec of the project,
+standard library only, so the offline verifier uses it too. We decode
+strictly: duplicate keys, floats, NaN/Infinity, integers beyond 2**53 - 1 and
+any non-canonical spelling are refused, so two parties can never read one
+leaf two ways. A property test holds ``encode`` against the ``rfc8785``
+package.
 """
 
 from __future__ import annotations
@@ -12,18 +15,20 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-import rfc8785
-
 from ledger.errors import InvalidInput, MetadataMustBeValid
 
 SAFE_INTEGER_MAX = 2**53 - 1
 """Largest integer RFC 8785 represents exactly (it follows IEEE 754 doubles)."""
+
+SAFE_INTEGER_DIGITS_MAX = len(str(SAFE_INTEGER_MAX))
 
 METADATA_MAX_BYTES = 4096
 """Metadata is annotation, not payload: 4 KiB keeps leaves small and bounded."""
 
 METADATA_MAX_DEPTH = 8
 """Nesting limit: deep structures are a denial-of-service vector, never a need."""
+
+EXCERPT_LENGTH_MAX = 60
 
 
 class NotCanonical(InvalidInput):
@@ -32,75 +37,166 @@ class NotCanonical(InvalidInput):
     code = "json_must_be_canonical"
 
 
-def encode(value: Any) -> bytes:
-    """RFC 8785 encoding. Callers pass no floats; money travels as integer strings.
+def _excerpt(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= EXCERPT_LENGTH_MAX else text[: EXCERPT_LENGTH_MAX - 3] + "..."
 
-    Fast path: for documents of strings, safe integers, booleans and null,
-    ``json.dumps`` with sorted keys and no spaces produces exactly the RFC 8785
-    bytes whenever the output is pure ASCII (key order by UTF-16 code units
-    and by code points agree on ASCII; the escapes are the same). Anything
-    else goes through the ``rfc8785`` package. A property test holds the two
-    against each other.
+
+def encode(value: Any) -> bytes:
+    """RFC 8785 bytes of a JSON value made of str, int, bool, None, lists and dicts.
+
+    Integers must be within ±(2**53 - 1) (RFC 8785 section 3.2.2.3); floats
+    are refused, so every number is an integer spelled in decimal. Keys sort by
+    UTF-16 code units (section 3.2.3); strings escape as section 3.2.2.2 says;
+    the output is UTF-8 without whitespace.
+    """
+    parts: list[str] = []
+    try:
+        _encode_value(value, parts)
+    except RecursionError:
+        raise NotCanonical("expected JSON nested less deeply") from None
+    return "".join(parts).encode("utf-8")
+
+
+def encode_trusted(value: Any) -> bytes:
+    """:func:`encode` for documents the ledger built itself, on the hot path.
+
+    When ``json.dumps`` with sorted keys gives pure ASCII, it is already the
+    RFC 8785 form (code point and UTF-16 order agree on ASCII; the escapes are
+    the same). It checks no value types, so it is only for documents made of
+    already validated parts (no floats, safe integers): leaves and stored
+    requests. Anything non-ASCII takes the strict encoder.
     """
     fast = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     if fast.isascii():
         return fast.encode("ascii")
+    return encode(value)
+
+
+def _utf16_order(key: str) -> bytes:
+    # RFC 8785 section 3.2.3: properties sort by their UTF-16 code units;
+    # big-endian UTF-16 bytes compare in exactly that order.
+    return key.encode("utf-16-be")
+
+
+def _encode_value(value: Any, parts: list[str]) -> None:
+    if value is None:
+        parts.append("null")
+    elif value is True:
+        parts.append("true")
+    elif value is False:
+        parts.append("false")
+    elif isinstance(value, int):
+        if abs(value) > SAFE_INTEGER_MAX:
+            raise NotCanonical(
+                f"expected integers within ±{SAFE_INTEGER_MAX} (RFC 8785 numbers are "
+                f"doubles), got {_excerpt(value)}; send large numbers as strings"
+            )
+        parts.append(str(int(value)))
+    elif isinstance(value, str):
+        parts.append(_encode_string(value))
+    elif isinstance(value, (list, tuple)):
+        parts.append("[")
+        for position, item in enumerate(value):
+            if position:
+                parts.append(",")
+            _encode_value(item, parts)
+        parts.append("]")
+    elif isinstance(value, Mapping):
+        for key in value:
+            if not isinstance(key, str):
+                raise NotCanonical(f"expected string keys, got {_excerpt(key)}")
+        try:
+            keys = sorted(value, key=_utf16_order)
+        except UnicodeEncodeError:
+            raise NotCanonical("expected keys of valid Unicode, got a lone surrogate") from None
+        parts.append("{")
+        for position, key in enumerate(keys):
+            if position:
+                parts.append(",")
+            parts.append(_encode_string(key))
+            parts.append(":")
+            _encode_value(value[key], parts)
+        parts.append("}")
+    else:
+        raise NotCanonical(
+            f"expected str, int, bool, None, list or dict, got {type(value).__name__} "
+            "(no floats: amounts travel as integer strings)"
+        )
+
+
+def _encode_string(text: str) -> str:
     try:
-        return bytes(rfc8785.dumps(value))
-    except rfc8785.CanonicalizationError as error:
-        raise NotCanonical(str(error)) from None
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise NotCanonical(
+            f"expected valid Unicode, got a lone surrogate in {_excerpt(text)}"
+        ) from None
+    # With ensure_ascii off, the json module escapes exactly what RFC 8785
+    # section 3.2.2.2 escapes (quote, backslash, \b \t \n \f \r, other C0
+    # controls as lowercase \u00xx) and nothing else.
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _refuse_float(text: str) -> Any:
+    raise NotCanonical(f"expected no floating-point numbers, got {_excerpt(text)}")
+
+
+def _refuse_constant(text: str) -> Any:
+    raise NotCanonical(f"expected JSON, got the non-JSON constant {text}")
+
+
+def _checked_int(text: str) -> int:
+    # Length first: int() of a hostile 4,000-digit literal costs quadratic time.
+    if len(text.lstrip("-")) > SAFE_INTEGER_DIGITS_MAX or abs(int(text)) > SAFE_INTEGER_MAX:
+        raise NotCanonical(
+            f"expected integers within ±{SAFE_INTEGER_MAX} (RFC 8785 numbers are doubles), "
+            f"got {_excerpt(text)}"
+        )
+    return int(text)
 
 
 def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
-            raise NotCanonical(f"duplicate key {key!r}")
+            raise NotCanonical(f"expected unique keys, got {_excerpt(key)} twice")
         result[key] = value
     return result
 
 
-def _refuse_float(text: str) -> Any:
-    raise NotCanonical(f"floating-point number {text} is not allowed; use an integer string")
-
-
-def _safe_integer(text: str) -> int:
-    # Beyond 2**53 - 1 a JSON number is not exact (RFC 8785 section 3.2.2.3,
-    # I-JSON): another reader would see a different value.
-    value = int(text)
-    if abs(value) > SAFE_INTEGER_MAX:
-        raise NotCanonical(f"integer {text} is beyond ±{SAFE_INTEGER_MAX}; use a string")
-    return value
-
-
-def _refuse_constant(text: str) -> Any:
-    raise NotCanonical(f"{text} is not valid JSON")
-
-
 def decode(data: bytes) -> Any:
-    """Parse JSON strictly and require that ``data`` is exactly its RFC 8785 form."""
+    """Parse JSON strictly and require ``data`` to be exactly its RFC 8785 form.
+
+    Refuses, with :class:`NotCanonical`: invalid UTF-8, a byte order mark, any
+    JSON syntax error, floats, NaN and Infinity, integers beyond ±(2**53 - 1),
+    duplicate keys, lone surrogates, and any spelling other than the canonical
+    one (whitespace, key order, escapes).
+    """
     try:
-        text = data.decode("utf-8")
+        text = bytes(data).decode("utf-8")
     except UnicodeDecodeError as error:
-        raise NotCanonical(f"not UTF-8 at byte {error.start}") from None
+        raise NotCanonical(f"expected UTF-8, got an invalid byte at {error.start}") from None
     try:
         value = json.loads(
             text,
-            object_pairs_hook=_refuse_duplicates,
             parse_float=_refuse_float,
-            parse_int=_safe_integer,
+            parse_int=_checked_int,
             parse_constant=_refuse_constant,
         )
     except json.JSONDecodeError as error:
-        raise NotCanonical(f"not JSON: {error.msg} at position {error.pos}") from None
+        raise NotCanonical(f"expected JSON, got {error.msg} at position {error.pos}") from None
     except RecursionError:
-        raise NotCanonical("JSON nested too deeply") from None
+        raise NotCanonical("expected JSON nested less deeply") from None
     try:
-        again = encode(value)
-    except (rfc8785.CanonicalizationError, ValueError) as error:
-        raise NotCanonical(str(error)) from None
-    if again != data:
-        raise NotCanonical("bytes are not the RFC 8785 canonical form of their value")
+        again = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except RecursionError:
+        raise NotCanonical("expected JSON nested less deeply") from None
+    canonical = again == text if again.isascii() else encode(value) == bytes(data)
+    if not canonical:
+        # Duplicate keys are one way to differ; name them when they are the cause.
+        json.loads(text, object_pairs_hook=_refuse_duplicates)
+        raise NotCanonical("expected the RFC 8785 canonical form, got another spelling")
     return value
 
 

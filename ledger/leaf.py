@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ledger.canonical import encode
+from ledger.canonical import encode_trusted
 from ledger.records import EntryKind, Posting, SignedInstruction
 
 LEAF_SCHEMA_VERSION = 1
@@ -72,4 +72,4 @@ def encode_leaf(
             "instruction": instruction_json(instruction),
         }
     )
-    return encode(document)
+    return encode_trusted(document)

@@ -780,7 +780,6 @@ def test_verifier_imports_only_the_standard_library_cryptography_and_tqdm() -> N
     assert foreign == set()
     forbidden = {
         "ledger.store",
-        "ledger.canonical",
         "ledger.batch",
         "sqlalchemy",
         "grpc",
