@@ -22,6 +22,8 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+import structlog
+
 from ledger import canonical
 from ledger.batch import SignerMustBeKnown
 from ledger.errors import (
@@ -65,6 +67,8 @@ from settlement.services.convert import (
 from settlement.v1 import common_pb2, ledger_pb2, ledger_pb2_grpc
 
 SERVICE_NAME: Final = ledger_pb2.DESCRIPTOR.services_by_name["LedgerService"].full_name
+
+log = structlog.get_logger(__name__)
 
 WATCH_POLL_INTERVAL_SECONDS: Final = 0.1
 """How often an idle WatchJournal stream looks for new entries."""
@@ -327,6 +331,13 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
         caller.require(*WRITER_ROLES)
         batch = parse(request.instruction, ledger_pb2.TransactionBatchInstruction, caller)
         digests = list(batch.message.item_sha256)
+        # The batch instruction is not logged in the journal: its id names it here.
+        log.info(
+            "transaction batch",
+            batch_id=batch.instruction_id,
+            items=len(request.items),
+            linked=batch.message.linked,
+        )
         if not request.items or not digests:
             raise BatchMustNotBeEmpty(
                 "a batch holds 1 to 8,000 items, each listed by its SHA-256 in item_sha256"

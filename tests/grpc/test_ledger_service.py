@@ -33,6 +33,7 @@ from google.protobuf.message import Message
 from ledger.keys import load_private_key, load_public_key, public_key_bytes
 from ledger.money import INT64_MAX
 from ledger.records import AccountStatus, SetAccountStatus
+from ledger.signing import sign_instruction
 from settlement.config import ServerSettings
 from settlement.instructions import canonical_bytes, sign
 from settlement.pki import DevPki
@@ -827,6 +828,95 @@ def test_transaction_rules(
     status, detail = refusal(lambda: _send(hub, instruction))
     assert (status, detail.code) == (expected, code), detail.message
     assert detail.message
+    assert hub.journal_size() == size
+
+
+def _payload(change: Callable[[bytes], bytes], signer: str = "bank-us") -> Build:
+    """A bank-us transaction whose signed bytes are changed, then signed again by ``signer``."""
+
+    def build(hub: HubClient) -> Any:
+        payer, payee = hub.funded_pair("bank-us", 1_000)
+        payload = change(canonical_bytes(transaction(signer, transfer_postings(payer, payee, 1))))
+        signature = sign_instruction(hub.keys[signer], payload) if len(payload) <= 1 << 20 else b""
+        return common_pb2.SignedInstruction(instruction=payload, signature=signature)
+
+    return build
+
+
+COMMON_CHECKS: list[tuple[str, str, Build, grpc.StatusCode, str]] = [
+    (
+        "role before size",
+        "auditor",
+        _payload(lambda payload: payload.replace(b'"code":"', b'"code":"' + b"x" * (1 << 20))),
+        DENIED,
+        "role_must_permit",
+    ),
+    (
+        "limit_exceeded",
+        "bank-us",
+        _payload(lambda payload: payload.replace(b'"code":"', b'"code":"' + b"x" * (1 << 20))),
+        EXHAUSTED,
+        "limit_exceeded",
+    ),
+    ("empty", "bank-us", _payload(lambda payload: b""), INVALID, "json_must_be_canonical"),
+    (
+        "not canonical",
+        "bank-us",
+        _payload(lambda payload: payload + b"\n"),
+        INVALID,
+        "json_must_be_canonical",
+    ),
+    (
+        "camelCase name",
+        "bank-us",
+        _payload(lambda payload: payload.replace(b'"instruction_id"', b'"instructionId"')),
+        INVALID,
+        "json_must_be_canonical",
+    ),
+    (
+        "unknown field",
+        "bank-us",
+        _payload(lambda payload: b'{"aaa":1,' + payload[1:]),
+        INVALID,
+        "instruction_must_parse",
+    ),
+    (
+        "instruction_type_must_match",
+        "bank-us",
+        _payload(
+            lambda payload: payload.replace(
+                b"settlement.v1.TransactionInstruction", b"settlement.v1.CreateAccountInstruction"
+            )
+        ),
+        INVALID,
+        "instruction_type_must_match",
+    ),
+    (
+        "signer_must_be_caller",
+        "bank-us",
+        _payload(lambda payload: payload, signer="bank-pk"),
+        DENIED,
+        "signer_must_be_caller",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("who", "build", "expected", "code"),
+    [pytest.param(*row[1:], id=row[0]) for row in COMMON_CHECKS],
+)
+def test_common_checks(
+    hub: HubClient, who: str, build: Build, expected: grpc.StatusCode, code: str
+) -> None:
+    """common.proto, "Order of checks", 2 to 5, on CreateTransaction."""
+    signed = build(hub)
+    size = hub.journal_size()
+    status, detail = refusal(
+        lambda: hub.ledger(who).CreateTransaction(
+            ledger_pb2.CreateTransactionRequest(instruction=signed), timeout=CALL_TIMEOUT_SECONDS
+        )
+    )
+    assert (status, detail.code) == (expected, code), detail.message
     assert hub.journal_size() == size
 
 
