@@ -29,6 +29,9 @@ NAMESPACE_PREFIX = "urn:iso:std:iso:20022:tech:xsd:"
 SCHEMA_FINDINGS_MAX = 20
 """Findings kept per document: enough to fix a message, bounded for hostile input."""
 
+REASON_LENGTH_MAX = 300
+"""Characters kept of a reason, which may quote the offending input."""
+
 
 class MessageName(StrEnum):
     """The ISO 20022 message identifiers whose schemas are vendored."""
@@ -77,7 +80,8 @@ class MessageMustMatchSchema(Iso20022Invalid):
 
 _LOADED: dict[MessageName, Any] = {}
 _LOADING = threading.Lock()
-_NAMESPACE_IN_PATH = re.compile(r"\{[^}]*\}")
+_NAMESPACE_IN_PATH = re.compile(r"\{[a-z][a-z0-9+.-]*:[^}]*\}")
+"""``{urn:...}`` or ``{http:...}`` before a name; not the ``{8}`` of a pattern in a reason."""
 
 
 def schema(message_name: MessageName) -> Any:
@@ -103,7 +107,7 @@ def validate(message_name: MessageName, root: ET.Element) -> tuple[SchemaFinding
     errors = schema(message_name).iter_errors(root, use_location_hints=False)
     for error in errors:
         path = _NAMESPACE_IN_PATH.sub("", error.path or "/")
-        reason = _NAMESPACE_IN_PATH.sub("", error.reason or "invalid")
+        reason = _NAMESPACE_IN_PATH.sub("", error.reason or "invalid")[:REASON_LENGTH_MAX]
         findings.append(SchemaFinding(path=path, reason=reason))
         if len(findings) >= SCHEMA_FINDINGS_MAX:
             break
