@@ -31,6 +31,7 @@ would need a suspense account and a refund flow of its own.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from dataclasses import dataclass
 from datetime import date
 from typing import Final
@@ -109,7 +110,7 @@ class AmountsOutstanding:
             raise AmountsOutstandingMustBeValid(
                 f"expected at most {INSTALMENTS_MAX} instalments, got {len(self.instalments)}"
             )
-        for earlier, later in zip(self.instalments, self.instalments[1:], strict=False):
+        for earlier, later in itertools.pairwise(self.instalments):
             if not (earlier.due_date < later.due_date and earlier.number < later.number):
                 raise AmountsOutstandingMustBeValid(
                     f"expected instalments in order of due date, got instalment "
