@@ -23,6 +23,7 @@ from defusedxml.ElementTree import fromstring as defused_fromstring
 
 from ledger.money import format_amount
 from settlement.iso20022.messages import (
+    ABA_CLEARING_SYSTEM,
     Account,
     Agent,
     FundingTransfer,
@@ -42,9 +43,6 @@ from settlement.iso20022.messages import (
     minor_units,
 )
 from settlement.iso20022.schemas import MessageName, require_valid
-
-ABA_CLEARING_SYSTEM = "USABA"
-"""ExternalClearingSystemIdentification1Code of US ABA routing numbers (Fedwire)."""
 
 XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
 

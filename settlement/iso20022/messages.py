@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Literal, get_args
 
 from ledger.money import CURRENCIES
@@ -57,6 +57,9 @@ TRANSACTION_STATUSES: frozenset[str] = frozenset(get_args(TransactionStatus))
 ORIGINAL_MESSAGE_NAMES: frozenset[str] = frozenset(get_args(OriginalMessageName))
 STATUSES_REQUIRING_REASON: frozenset[str] = frozenset({"RJCT"})
 """A rejection without a reason code leaves the debtor's bank unable to repair or refund."""
+
+ABA_CLEARING_SYSTEM = "USABA"
+"""ExternalClearingSystemIdentification1Code of US ABA routing numbers (Fedwire)."""
 
 AMOUNT_MINOR_MAX = 10**18 - 1
 """Largest amount a message can carry: ISO 20022 amounts have ``totalDigits`` 18.
@@ -583,11 +586,7 @@ def check_exchange_rate(rate: str) -> None:
         raise ExchangeRateMustBeDecimal(
             f"expected a decimal string such as '278.5', got {rate!r:.40}"
         )
-    try:
-        value = Decimal(rate)
-    except InvalidOperation:  # pragma: no cover - the pattern admits only decimals
-        raise ExchangeRateMustBeDecimal(f"expected a decimal string, got {rate!r:.40}") from None
-    if value <= 0:
+    if Decimal(rate) <= 0:
         raise ExchangeRateMustBePositive(f"expected an exchange rate above zero, got {rate}")
 
 

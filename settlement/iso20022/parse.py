@@ -34,6 +34,7 @@ from defusedxml.ElementTree import iterparse as defused_iterparse
 
 from ledger.money import CURRENCIES
 from settlement.iso20022.messages import (
+    ABA_CLEARING_SYSTEM,
     Account,
     Agent,
     ChargeBearer,
@@ -65,7 +66,6 @@ so the count is bounded before validation."""
 PATHS_REPORTED_MAX = 20
 """Unsupported element paths listed in one error."""
 
-ABA_CLEARING_SYSTEM = "USABA"
 _NAMESPACE = MessageName.PACS_008.namespace
 _ROOT = "/Document/FIToFICstmrCdtTrf"
 

@@ -29,8 +29,8 @@ NAMESPACE_PREFIX = "urn:iso:std:iso:20022:tech:xsd:"
 SCHEMA_FINDINGS_MAX = 20
 """Findings kept per document: enough to fix a message, bounded for hostile input."""
 
-REASON_LENGTH_MAX = 300
-"""Characters kept of a reason, which may quote the offending input."""
+TEXT_LENGTH_MAX = 300
+"""Characters kept of a finding's path and reason, which may quote the input."""
 
 
 class MessageName(StrEnum):
@@ -106,8 +106,8 @@ def validate(message_name: MessageName, root: ET.Element) -> tuple[SchemaFinding
     findings: list[SchemaFinding] = []
     errors = schema(message_name).iter_errors(root, use_location_hints=False)
     for error in errors:
-        path = _NAMESPACE_IN_PATH.sub("", error.path or "/")
-        reason = _NAMESPACE_IN_PATH.sub("", error.reason or "invalid")[:REASON_LENGTH_MAX]
+        path = _NAMESPACE_IN_PATH.sub("", error.path or "/")[:TEXT_LENGTH_MAX]
+        reason = _NAMESPACE_IN_PATH.sub("", error.reason or "invalid")[:TEXT_LENGTH_MAX]
         findings.append(SchemaFinding(path=path, reason=reason))
         if len(findings) >= SCHEMA_FINDINGS_MAX:
             break

@@ -8,10 +8,12 @@ builder that skipped validation or wrote a rounded amount would fail here.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import socket
 import urllib.request
 import xml.etree.ElementTree as ET
 from datetime import UTC, date, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -900,3 +902,15 @@ def test_schema_findings_name_elements_without_namespaces() -> None:
     ]
     assert "urn:iso" not in findings[0].reason
     assert "[a-f0-9]{8}-" in findings[0].reason
+
+
+def test_vendored_schemas_match_their_recorded_digests() -> None:
+    folder = Path(schemas.__file__).parent / "xsd"
+    recorded: dict[str, str] = {}
+    for line in (folder / "README.md").read_text().splitlines():
+        digest, _, name = line.partition("  ")
+        if name.endswith(".xsd"):
+            recorded[name] = digest
+    assert set(recorded) == {f"{message_name.value}.xsd" for message_name in MessageName}
+    for name, digest in recorded.items():
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest, name

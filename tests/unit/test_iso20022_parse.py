@@ -591,6 +591,14 @@ def test_schema_error_names_the_invalid_element() -> None:
     assert raised.value.path in str(raised.value)
 
 
+def test_schema_error_quotes_hostile_input_briefly() -> None:
+    name = "A" * 100_000
+    document = inserted_after("</PmtId>", f"<{name}>1</{name}>")
+    with pytest.raises(XmlMustMatchSchema) as raised:
+        import_pacs008(document)
+    assert len(str(raised.value)) < 1_000
+
+
 def test_missing_required_element_is_reported_at_its_parent() -> None:
     with pytest.raises(XmlMustMatchSchema) as raised:
         import_pacs008(mutated("<EndToEndId>INV-2024-0042</EndToEndId>", ""))
