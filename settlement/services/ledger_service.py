@@ -347,14 +347,8 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
                 f"a batch holds at most {MAX_BATCH} items, got "
                 f"{max(len(request.items), len(digests))}"
             )
-        items = [_parse_item(item, caller, position) for position, item in enumerate(request.items)]
-        uses = await asyncio.to_thread(
-            convert.prior_uses, self.hub.ledger, [item.instruction_id for item in items]
-        )
-        for position, item in enumerate(items):
-            convert.refuse_taken_id(uses.get(item.instruction_id), caller, [f"items[{position}]"])
-        _check_items_match(request.items, digests)
-        await asyncio.to_thread(self._verify_batch_signature, caller, batch)
+        # Up to 8,000 items to parse, hash and look up: off the event loop.
+        items = await asyncio.to_thread(self._checked_items, caller, batch, request.items, digests)
         prepared = await asyncio.to_thread(self._prepare_items, caller, items)
         results = await self._commit_items(caller, items, prepared, linked=batch.message.linked)
         return ledger_pb2.CreateTransactionBatchResponse(results=results)
@@ -517,6 +511,22 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
             )
             raise with_fields(_missing_transaction(referenced), [field])
         return involved
+
+    def _checked_items(
+        self,
+        caller: Caller,
+        batch: ParsedInstruction[ledger_pb2.TransactionBatchInstruction],
+        signed_items: Sequence[common_pb2.SignedInstruction],
+        digests: Sequence[bytes],
+    ) -> list[ParsedInstruction[Any]]:
+        """The batch's call-level checks after its own: items' common checks, binding, signature."""
+        items = [_parse_item(item, caller, position) for position, item in enumerate(signed_items)]
+        uses = convert.prior_uses(self.hub.ledger, [item.instruction_id for item in items])
+        for position, item in enumerate(items):
+            convert.refuse_taken_id(uses.get(item.instruction_id), caller, [f"items[{position}]"])
+        _check_items_match(signed_items, digests)
+        self._verify_batch_signature(caller, batch)
+        return items
 
     def _verify_batch_signature(
         self, caller: Caller, batch: ParsedInstruction[ledger_pb2.TransactionBatchInstruction]
