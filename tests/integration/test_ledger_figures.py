@@ -9,18 +9,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from ledger_support import (
-    SECOND_US,
-    START_US,
-    ManualClock,
-    account,
-    error_of,
-    figures,
-    funded_account,
-    receipts,
-    run,
-    transfer,
-)
 
 from ledger.errors import (
     ExceedsCredits,
@@ -45,6 +33,18 @@ from ledger.records import (
     VoidPending,
 )
 from ledger.store import MAX_BATCH, Ledger
+from tests.integration.ledger_support import (
+    SECOND_US,
+    START_US,
+    ManualClock,
+    account,
+    error_of,
+    figures,
+    funded_account,
+    receipts,
+    run,
+    transfer,
+)
 
 
 @pytest.fixture

@@ -26,7 +26,6 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from ledger_support import SECOND_US, DatabaseFactory, ManualClock, figures
 
 from ledger.errors import (
     AccountExistsWithDifferentFields,
@@ -65,6 +64,7 @@ from ledger.records import (
     VoidPending,
 )
 from ledger.store import Ledger
+from tests.integration.ledger_support import SECOND_US, DatabaseFactory, ManualClock, figures
 
 CURRENCY_OF = {
     "a0": "USD",

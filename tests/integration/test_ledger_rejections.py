@@ -16,15 +16,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import pytest
-from ledger_support import (
-    DatabaseFactory,
-    ManualClock,
-    account,
-    funded_account,
-    run,
-    snapshot,
-    transfer,
-)
 
 from ledger import errors
 from ledger.errors import (
@@ -72,6 +63,15 @@ from ledger.records import (
     VoidPending,
 )
 from ledger.store import MAX_BATCH, Ledger
+from tests.integration.ledger_support import (
+    DatabaseFactory,
+    ManualClock,
+    account,
+    funded_account,
+    run,
+    snapshot,
+    transfer,
+)
 
 DEBIT, CREDIT = Side.DEBIT, Side.CREDIT
 HUGE_MINOR = INT64_MAX - 10
