@@ -167,13 +167,25 @@ def check_decimal(
     if not above_low or value > high:
         opening = "[" if low_inclusive else "("
         raise TermMustBeInRange(f"{term} must be in {opening}{low}, {high}], got {value}")
-    exponent = value.normalize().as_tuple().exponent
-    decimals = -exponent if isinstance(exponent, int) and exponent < 0 else 0
+    decimals = _decimals(value)
     if decimals > decimals_max:
         raise TermMustFitDecimals(
             f"{term} must have at most {decimals_max} decimals, got {value} ({decimals})"
         )
     return value
+
+
+def _decimals(value: Decimal) -> int:
+    """Decimals that matter: ``25.000`` has none. Independent of the caller's context."""
+    _, digits, exponent = value.as_tuple()
+    if not isinstance(exponent, int) or exponent >= 0:
+        return 0
+    decimals = -exponent
+    for digit in reversed(digits):
+        if digit != 0 or decimals == 0:
+            break
+        decimals -= 1
+    return decimals
 
 
 def check_integer(term: str, value: object, *, low: int, high: int) -> int:

@@ -1,0 +1,98 @@
+"""Offtake contracts: a US buyer pays a Pakistani mine for copper-gold concentrate.
+
+The pure domain of the flow, with no database and no gRPC: contract terms
+(:mod:`.terms`), the contract and lot state machines (:mod:`.states`), and the
+valuation of a lot into provisional and final invoices (:mod:`.valuation`).
+The service records the events and payments; these functions say what is
+allowed and what is owed.
+"""
+
+from settlement.offtake.states import (
+    CONTRACT_TRANSITIONS,
+    LOT_TRANSITIONS,
+    ContractEvent,
+    ContractState,
+    ContractStatus,
+    ContractTransitionNotAllowed,
+    LotEvent,
+    LotState,
+    LotStatus,
+    LotTransitionNotAllowed,
+    allowed_contract_events,
+    allowed_lot_events,
+    apply_contract_event,
+    apply_lot_event,
+)
+from settlement.offtake.terms import (
+    ContractTerms,
+    CopperTerms,
+    Metal,
+    OfftakeTermInvalid,
+    Party,
+    PenaltyTerms,
+    PreciousMetalTerms,
+    QuotationalPeriodRule,
+)
+from settlement.offtake.valuation import (
+    Invoice,
+    InvoiceLine,
+    LotWeights,
+    PriceFixing,
+    ProvisionalPayment,
+    QuotationalPeriod,
+    QuotationalPeriodPrice,
+    SettledAssay,
+    Valuation,
+    average_price,
+    dry_tonnes,
+    final_invoice,
+    provisional_invoice,
+    quotational_period,
+    settle_assay,
+    settle_assays,
+    settled_grades,
+    value_lot,
+)
+
+__all__ = [
+    "CONTRACT_TRANSITIONS",
+    "LOT_TRANSITIONS",
+    "ContractEvent",
+    "ContractState",
+    "ContractStatus",
+    "ContractTerms",
+    "ContractTransitionNotAllowed",
+    "CopperTerms",
+    "Invoice",
+    "InvoiceLine",
+    "LotEvent",
+    "LotState",
+    "LotStatus",
+    "LotTransitionNotAllowed",
+    "LotWeights",
+    "Metal",
+    "OfftakeTermInvalid",
+    "Party",
+    "PenaltyTerms",
+    "PreciousMetalTerms",
+    "PriceFixing",
+    "ProvisionalPayment",
+    "QuotationalPeriod",
+    "QuotationalPeriodPrice",
+    "QuotationalPeriodRule",
+    "SettledAssay",
+    "Valuation",
+    "allowed_contract_events",
+    "allowed_lot_events",
+    "apply_contract_event",
+    "apply_lot_event",
+    "average_price",
+    "dry_tonnes",
+    "final_invoice",
+    "provisional_invoice",
+    "quotational_period",
+    "settle_assay",
+    "settle_assays",
+    "settled_grades",
+    "value_lot",
+]
