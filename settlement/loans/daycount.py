@@ -52,6 +52,10 @@ class PeriodEndMustNotPrecedeStart(InvalidArgument):
     code = "period_end_must_not_precede_start"
 
 
+class DayCountMustBeSupported(InvalidArgument):
+    code = "day_count_must_be_supported"
+
+
 class DayMustNotPrecedePeriodStart(InvalidArgument):
     code = "day_must_not_precede_period_start"
 
@@ -62,9 +66,15 @@ def period_days(convention: DayCount, start: date, end: date) -> int:
         raise PeriodEndMustNotPrecedeStart(
             f"expected a period end on or after {start.isoformat()}, got {end.isoformat()}"
         )
-    if convention is DayCount.ACT_360:
+    # Compared by value, and anything else refused: a plain "ACT/360" string
+    # must never fall through to the other convention.
+    if convention == DayCount.ACT_360:
         return (end - start).days
-    return _thirty_360_bond_basis_days(start, end)
+    if convention == DayCount.THIRTY_360:
+        return _thirty_360_bond_basis_days(start, end)
+    raise DayCountMustBeSupported(
+        f"expected one of {[member.value for member in DayCount]}, got {convention!r}"
+    )
 
 
 def year_fraction(convention: DayCount, start: date, end: date) -> Fraction:
@@ -85,7 +95,7 @@ def day_weight_days(convention: DayCount, period_start: date, day: date) -> int:
             f"expected a day on or after the period start {period_start.isoformat()}, "
             f"got {day.isoformat()}"
         )
-    if convention is DayCount.ACT_360:
+    if convention == DayCount.ACT_360:
         return 1
     return period_days(convention, period_start, day + _ONE_DAY) - period_days(
         convention, period_start, day

@@ -31,6 +31,7 @@ from enum import StrEnum
 from typing import ClassVar, Final
 
 from settlement.errors import FailedPrecondition, InvalidArgument
+from settlement.loans import daycount
 from settlement.loans.daycount import DayCount
 
 CURRENCY: Final = "USD"
@@ -147,7 +148,9 @@ class ReferenceRateFloorMustBeValid(InvalidFacilityTerm):
     code = "reference_rate_floor_percent_must_be_valid"
 
 
-class DayCountMustBeSupported(InvalidFacilityTerm):
+class DayCountMustBeSupported(InvalidFacilityTerm, daycount.DayCountMustBeSupported):
+    """The same rule as the day count module's, raised as a facility term."""
+
     code = "day_count_must_be_supported"
 
 

@@ -52,6 +52,7 @@ from settlement.loans.accrual import (
 )
 from settlement.loans.daycount import (
     DayCount,
+    DayCountMustBeSupported,
     day_weight_days,
     period_days,
     year_fraction,
@@ -678,6 +679,10 @@ def test_thirty_360_day_weights() -> None:
     assert day_weight_days(DayCount.THIRTY_360, period_start, date(2027, 2, 28)) == 3
     with pytest.raises(InvalidArgument):
         period_days(DayCount.ACT_360, date(2027, 2, 1), date(2027, 1, 31))
+    # A convention given as a plain string is compared by value; an unknown one is refused.
+    assert period_days("30/360", date(2027, 1, 31), date(2027, 3, 1)) == 31  # type: ignore[arg-type]
+    with pytest.raises(DayCountMustBeSupported):
+        period_days("ACT/365", date(2027, 1, 1), date(2027, 2, 1))  # type: ignore[arg-type]
 
 
 def test_thirty_360_accrual_of_the_first_instalment_period() -> None:
