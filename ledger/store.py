@@ -692,6 +692,12 @@ class Ledger:
             raise NotFound(f"no checkpoint {where}")
         return bytes(note)
 
+    def latest_checkpoint_time_us(self) -> int | None:
+        """When the latest checkpoint was signed (microseconds since the epoch), if any."""
+        with self._reader.connect() as connection:
+            latest = latest_checkpoint_row(connection)
+        return None if latest is None else int(latest.created_at_us)
+
     def checkpoints(self, up_to_size: int | None = None) -> list[tuple[int, bytes]]:
         """Every stored checkpoint as (tree size, signed note), ascending."""
         query = select(checkpoints.c.tree_size, checkpoints.c.note).order_by(

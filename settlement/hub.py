@@ -27,7 +27,7 @@ from ledger.keys import load_private_key, load_public_key, public_key_bytes
 from ledger.note import NoteSigner
 from ledger.records import RegisterSigningKey
 from ledger.store import Ledger
-from settlement import migrations
+from settlement import metrics, migrations
 from settlement.auth import Caller, Role
 from settlement.lease import WriterLease
 from settlement.registry import ParticipantsProjection, Registry, registration_event
@@ -106,6 +106,14 @@ class Hub:
         if expired:
             log.info("pending transactions expired", count=expired)
         self.ledger.issue_checkpoint()
+        self._report_metrics()
+
+    def _report_metrics(self) -> None:
+        metrics.set_journal_size(self.ledger.journal_size())
+        signed_at_us = self.ledger.latest_checkpoint_time_us()
+        if signed_at_us is not None:
+            age_us = max(0, self.ledger.clock() - signed_at_us)
+            metrics.set_checkpoint_age_seconds(age_us / 1_000_000)
 
 
 async def open_hub(settings: HubSettings) -> Hub:
@@ -138,7 +146,10 @@ def _open_hub_blocking(settings: HubSettings) -> Hub:
         ledger=ledger,
         registry=registry,
         sequencer=Sequencer(
-            ledger, max_group=settings.group_commit_max, may_write=lambda: lease.held
+            ledger,
+            max_group=settings.group_commit_max,
+            may_write=lambda: lease.held,
+            on_group=metrics.observe_group_commit_size,
         ),
         lease=lease,
     )

@@ -15,6 +15,7 @@ ever interleave, even during a takeover.
 from __future__ import annotations
 
 import contextlib
+import zlib
 from typing import Final
 
 import structlog
@@ -23,6 +24,16 @@ from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
 LEASE_LOCK_KEY: Final = 0x5E77_1E00_0003
+"""Base of the advisory-lock key; the schema's CRC-32 is mixed in (see ``lease_key``)."""
+
+
+def lease_key(schema: str) -> int:
+    """The lease's advisory-lock key for one schema.
+
+    Advisory locks are database-wide; two ledgers in different schemas of one
+    database (tests, staging beside production) must not share a lease.
+    """
+    return LEASE_LOCK_KEY ^ zlib.crc32(schema.encode("utf-8"))
 
 log = structlog.get_logger(__name__)
 
@@ -32,6 +43,7 @@ class WriterLease:
         self.needed = enabled and url.get_backend_name() == "postgresql"
         self._engine = create_engine(url, poolclass=NullPool) if self.needed else None
         self._connection: Connection | None = None
+        self._key: int | None = None
 
     @property
     def held(self) -> bool:
@@ -53,7 +65,9 @@ class WriterLease:
         except Exception as error:  # database unreachable: no lease
             log.warning("writer lease: database unreachable", error=str(error))
             return False
-        acquired = bool(connection.scalar(select(func.pg_try_advisory_lock(LEASE_LOCK_KEY))))
+        if self._key is None:
+            self._key = lease_key(str(connection.scalar(select(func.current_schema()))))
+        acquired = bool(connection.scalar(select(func.pg_try_advisory_lock(self._key))))
         connection.commit()
         if acquired:
             self._connection = connection
@@ -65,7 +79,7 @@ class WriterLease:
     def release(self) -> None:
         if self._connection is not None:
             try:
-                self._connection.scalar(select(func.pg_advisory_unlock(LEASE_LOCK_KEY)))
+                self._connection.scalar(select(func.pg_advisory_unlock(self._key)))
             finally:
                 self._drop()
         if self._engine is not None:
