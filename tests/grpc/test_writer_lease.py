@@ -102,7 +102,7 @@ def _create_account(pki: DevPki, port: int, account_id: str) -> grpc.StatusCode:
         try:
             stub.CreateAccount(ledger_pb2.CreateAccountRequest(instruction=signed), timeout=10)
         except grpc.RpcError as error:
-            return error.code()  # type: ignore[no-any-return]
+            return error.code()
         return grpc.StatusCode.OK
 
 
