@@ -4,8 +4,10 @@ A disbursement pays a US supplier's invoice from the facility, to the
 supplier's US bank (ABA routing number and BIC). It is checked, in this order
 of precedence, and every finding is reported (:func:`disbursement_findings`):
 
-1. the request itself: ids, supplier, the bank's ABA and BIC, amount,
-   currency, invoice;
+1. the request itself: ids, the supplier's name, the bank's ABA routing
+   number and BIC (a US one) by the hub's party checks
+   (:mod:`settlement.compliance.parties`, the same rules a payment's parties
+   meet), amount, currency, invoice;
 2. the facility is not in default (``defaulted`` or ``accelerated``);
 3. the facility is ``available``;
 4. every condition precedent is met;
@@ -33,6 +35,12 @@ from fractions import Fraction
 from typing import Final
 
 from ledger.errors import IntegrityError
+from settlement.compliance.parties import (
+    PartyFieldInvalid,
+    validate_bic,
+    validate_name,
+    validate_routing_number,
+)
 from settlement.errors import FailedPrecondition, InvalidArgument, SettlementError
 from settlement.loans.accrual import round_to_minor
 from settlement.loans.states import DEFAULT_STATES, FacilityState
@@ -44,9 +52,6 @@ from settlement.loans.terms import (
     FacilityTerms,
 )
 
-SUPPLIER_NAME_LENGTH_MAX: Final = 140
-"""ISO 20022's Max140Text, the name field the payment to the supplier carries."""
-
 INVOICE_REFERENCE_LENGTH_MAX: Final = 35
 """ISO 20022's Max35Text, where the invoice number travels in the remittance information."""
 
@@ -54,11 +59,6 @@ SUPPLIER_BANK_COUNTRY: Final = "US"
 """The facility finances US exports: the supplier's bank is in the United States."""
 
 _IDENTIFIER: Final = re.compile(f"[!-~]{{1,{IDENTIFIER_LENGTH_MAX}}}")
-_ABA_ROUTING_NUMBER: Final = re.compile("[0-9]{9}")
-_ABA_WEIGHTS: Final = (3, 7, 1, 3, 7, 1, 3, 7, 1)
-# ISO 9362: party prefix (4, alphanumeric since 2022), country (2 letters),
-# location (2), optional branch (3).
-_BIC: Final = re.compile("[A-Z0-9]{4}([A-Z]{2})[A-Z0-9]{2}(?:[A-Z0-9]{3})?")
 _CONTROL_CHARACTER: Final = re.compile("[\x00-\x1f\x7f]")
 
 
@@ -71,18 +71,6 @@ class RequestIdMustBeValid(InvalidArgument):
 
 class FacilityIdMustMatch(InvalidArgument):
     code = "facility_id_must_match"
-
-
-class SupplierNameMustBeValid(InvalidArgument):
-    code = "supplier_name_must_be_valid"
-
-
-class SupplierBankAbaMustBeValid(InvalidArgument):
-    code = "supplier_bank_aba_must_be_valid"
-
-
-class SupplierBankBicMustBeValid(InvalidArgument):
-    code = "supplier_bank_bic_must_be_valid"
 
 
 class AmountMustBeInRange(InvalidArgument):
@@ -215,14 +203,6 @@ def exposure_fee_minor(terms: FacilityTerms, amount_minor: int, *, first_disburs
     return round_to_minor(base_minor * Fraction(fee.rate_percent) / 100)
 
 
-def is_aba_routing_number(text: str) -> bool:
-    """Nine digits whose weighted sum (3, 7, 1 repeated) is a multiple of 10, not all zero."""
-    if _ABA_ROUTING_NUMBER.fullmatch(text) is None or text == "0" * 9:
-        return False
-    weighted = sum(int(digit) * weight for digit, weight in zip(text, _ABA_WEIGHTS, strict=True))
-    return weighted % 10 == 0
-
-
 def _is_amount(value: object) -> bool:
     return (
         isinstance(value, int)
@@ -259,29 +239,20 @@ def validate_request(terms: FacilityTerms, request: DisbursementRequest) -> list
                 f"expected facility {terms.facility_id!r}, got {request.facility_id!r}"
             )
         )
-    if not _is_text(request.supplier_name, SUPPLIER_NAME_LENGTH_MAX):
-        findings.append(
-            SupplierNameMustBeValid(
-                f"expected a name of 1 to {SUPPLIER_NAME_LENGTH_MAX} characters without "
-                f"control characters, got {request.supplier_name!r}"
-            )
+    try:
+        validate_name(request.supplier_name, field="supplier_name")
+    except PartyFieldInvalid as finding:
+        findings.append(finding)
+    try:
+        validate_routing_number(request.supplier_bank_aba, field="supplier_bank_aba")
+    except PartyFieldInvalid as finding:
+        findings.append(finding)
+    try:
+        validate_bic(
+            request.supplier_bank_bic, field="supplier_bank_bic", country=SUPPLIER_BANK_COUNTRY
         )
-    aba = request.supplier_bank_aba
-    if not (isinstance(aba, str) and is_aba_routing_number(aba)):
-        findings.append(
-            SupplierBankAbaMustBeValid(
-                f"expected a nine-digit ABA routing number with a valid check digit, got {aba!r}"
-            )
-        )
-    bic = request.supplier_bank_bic
-    bic_match = _BIC.fullmatch(bic) if isinstance(bic, str) else None
-    if bic_match is None or bic_match.group(1) != SUPPLIER_BANK_COUNTRY:
-        findings.append(
-            SupplierBankBicMustBeValid(
-                f"expected an 8- or 11-character BIC of a bank in {SUPPLIER_BANK_COUNTRY}, "
-                f"got {bic!r}"
-            )
-        )
+    except PartyFieldInvalid as finding:
+        findings.append(finding)
     amount = request.amount_minor
     if not _is_amount(amount):
         findings.append(

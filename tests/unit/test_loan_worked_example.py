@@ -65,7 +65,6 @@ from settlement.loans.disbursement import (
     check_outstanding_principal,
     disbursement_findings,
     exposure_fee_minor,
-    is_aba_routing_number,
 )
 from settlement.loans.schedule import build_schedule
 from settlement.loans.states import FacilityEvent, FacilityState, transition
@@ -712,14 +711,28 @@ DISBURSEMENT_CASES: list[tuple[str, DisbursementRequest, FacilityPosition, bool,
         dataclasses.replace(GOOD, supplier_bank_aba="021000022"),
         AVAILABLE,
         True,
-        "supplier_bank_aba_must_be_valid",
+        "routing_number_must_be_valid",
     ),
     (
         "non-US BIC",
         dataclasses.replace(GOOD, supplier_bank_bic="DEUTDEFF"),
         AVAILABLE,
         True,
-        "supplier_bank_bic_must_be_valid",
+        "bic_country_must_match",
+    ),
+    (
+        "malformed BIC",
+        dataclasses.replace(GOOD, supplier_bank_bic="CHAS US33"),
+        AVAILABLE,
+        True,
+        "bic_must_be_valid",
+    ),
+    (
+        "blank supplier name",
+        dataclasses.replace(GOOD, supplier_name="  "),
+        AVAILABLE,
+        True,
+        "name_must_be_valid",
     ),
     (
         "zero amount",
@@ -831,7 +844,7 @@ def test_every_disbursement_finding_is_reported_in_precedence_order() -> None:
     position = dataclasses.replace(AVAILABLE, state=FacilityState.DEFAULTED)
     findings = disbursement_findings(TERMS, position, broken, supplier_screening_passed=False)
     assert [finding.code for finding in findings] == [
-        "supplier_bank_bic_must_be_valid",
+        "bic_country_must_match",
         "facility_must_not_be_in_default",
         "value_date_must_be_within_availability_period",
         "supplier_must_pass_screening",
@@ -869,19 +882,3 @@ def test_an_upfront_exposure_fee_falls_on_the_first_disbursement() -> None:
     amount = usd("20,000,000.00")
     assert exposure_fee_minor(terms, amount, first_disbursement=True) == usd("1,250,000.00")
     assert exposure_fee_minor(terms, amount, first_disbursement=False) == 0
-
-
-@pytest.mark.parametrize(
-    ("aba", "valid"),
-    [
-        ("021000021", True),  # 3x(0+0+0) + 7x(2+0+2) + 1x(1+0+1) = 30
-        ("011000015", True),
-        ("026009593", True),
-        ("021000022", False),
-        ("000000000", False),
-        ("02100002", False),
-        ("02100002a", False),
-    ],
-)
-def test_aba_routing_number_check_digit(aba: str, valid: bool) -> None:
-    assert is_aba_routing_number(aba) is valid
