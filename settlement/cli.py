@@ -12,12 +12,15 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import ledger
 from ledger.errors import LedgerError
-from ledger.journal import LogSettings
 from ledger.keys import generate_signing_key, load_private_key, public_key_bytes
 from ledger.note import NoteSigner
+
+if TYPE_CHECKING:  # the database layer loads only for commands that use it
+    from ledger.journal import LogSettings
 
 DEFAULT_DATABASE = "settlement.db"
 DEFAULT_ORIGIN = "settlement.example/ledger"
@@ -52,6 +55,8 @@ def _add_log_key(parser: argparse.ArgumentParser) -> None:
 
 
 def log_settings(key_file: str, origin: str) -> LogSettings:
+    from ledger.journal import LogSettings  # noqa: PLC0415 - database layer on demand
+
     return LogSettings(origin=origin, signer=NoteSigner(origin, load_private_key(key_file)))
 
 

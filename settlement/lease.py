@@ -35,6 +35,7 @@ def lease_key(schema: str) -> int:
     """
     return LEASE_LOCK_KEY ^ zlib.crc32(schema.encode("utf-8"))
 
+
 log = structlog.get_logger(__name__)
 
 
