@@ -21,93 +21,58 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, cast
 
 import grpc
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from ledger.keys import load_private_key, load_public_key, public_key_bytes
 from ledger.money import INT64_MAX
-from ledger.records import AccountStatus, SetAccountStatus
 from ledger.signing import sign_instruction
-from settlement.config import ServerSettings
 from settlement.instructions import canonical_bytes, sign
 from settlement.pki import DevPki
-from settlement.server import BackgroundServer
 from settlement.services import ledger_service
 from settlement.v1 import (
     common_pb2,
     ledger_pb2,
-    ledger_pb2_grpc,
     participant_pb2,
-    participant_pb2_grpc,
 )
+from tests.grpc.hub_client import (
+    CALL_TIMEOUT_SECONDS,
+    CREDIT,
+    DEBIT,
+    DENIED,
+    ERROR_KEY,
+    EVERYONE,
+    EXHAUSTED,
+    EXISTS,
+    INVALID,
+    NOT_FOUND,
+    OK,
+    OPERATOR,
+    PRECONDITION,
+    UNAUTHENTICATED,
+    HubClient,
+    create_account,
+    new_id,
+    posting,
+    refusal,
+    running_hub,
+    transaction,
+    transfer_postings,
+)
+from tests.grpc.hub_client import LEDGER_METHOD_OF as METHOD_OF
+from tests.grpc.hub_client import LEDGER_REQUEST_TYPES as REQUEST_TYPES
+from tests.grpc.hub_client import type_name as _type
 
-OPERATOR = "operator"
-PARTICIPANTS = ("bank-us", "bank-pk", "fx-provider", "lender")
-EVERYONE = (OPERATOR, "auditor", *PARTICIPANTS)
-ERROR_KEY = "settlement-error-bin"
-CALL_TIMEOUT_SECONDS = 30
 LONG_TIMEOUT_SECONDS = 3600
 """Pending transactions of these tests never expire while the module runs."""
 
-OK = grpc.StatusCode.OK
-DENIED = grpc.StatusCode.PERMISSION_DENIED
-NOT_FOUND = grpc.StatusCode.NOT_FOUND
-INVALID = grpc.StatusCode.INVALID_ARGUMENT
-EXISTS = grpc.StatusCode.ALREADY_EXISTS
-PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
-UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
-EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
-
-DEBIT = ledger_pb2.SIDE_DEBIT
-CREDIT = ledger_pb2.SIDE_CREDIT
 CREATED = common_pb2.COMMIT_STATUS_CREATED
 ALREADY_EXISTED = common_pb2.COMMIT_STATUS_ALREADY_EXISTED
 FAILED = common_pb2.COMMIT_STATUS_FAILED
-
-
-def _type(message_type: type[Message]) -> str:
-    return str(message_type.DESCRIPTOR.full_name)
-
-
-def new_id(participant_id: str = OPERATOR) -> str:
-    return f"{participant_id}:{uuid.uuid4()}"
-
-
-def posting(
-    account_id: str, side: Any, amount_minor: int, currency: str = "USD"
-) -> ledger_pb2.Posting:
-    return ledger_pb2.Posting(
-        account_id=account_id, side=side, amount_minor=amount_minor, currency=currency
-    )
-
-
-def transfer_postings(
-    debit: str, credit: str, amount_minor: int, currency: str = "USD"
-) -> list[Any]:
-    return [
-        posting(debit, DEBIT, amount_minor, currency),
-        posting(credit, CREDIT, amount_minor, currency),
-    ]
-
-
-def transaction(
-    signer: str, postings: Sequence[ledger_pb2.Posting], **fields: Any
-) -> ledger_pb2.TransactionInstruction:
-    values: dict[str, Any] = {
-        "instruction_id": new_id(signer),
-        "participant_id": signer,
-        "instruction_type": _type(ledger_pb2.TransactionInstruction),
-        "postings": list(postings),
-        "code": "TRANSFER",
-    }
-    values.update(fields)
-    return ledger_pb2.TransactionInstruction(**values)
 
 
 def pending(
@@ -153,186 +118,6 @@ def reverse(
     return ledger_pb2.ReverseTransactionInstruction(**values)
 
 
-def create_account(
-    owner: str, currency: str = "USD", **fields: Any
-) -> ledger_pb2.CreateAccountInstruction:
-    values: dict[str, Any] = {
-        "instruction_id": f"test:{owner}:{currency}:{uuid.uuid4().hex[:12]}",
-        "participant_id": OPERATOR,
-        "instruction_type": _type(ledger_pb2.CreateAccountInstruction),
-        "owner_participant_id": owner,
-        "currency": currency,
-        "normal_side": CREDIT,
-    }
-    values.update(fields)
-    return ledger_pb2.CreateAccountInstruction(**values)
-
-
-REQUEST_TYPES: dict[str, type[Message]] = {
-    "CreateAccount": ledger_pb2.CreateAccountRequest,
-    "CreateTransaction": ledger_pb2.CreateTransactionRequest,
-    "PostPendingTransaction": ledger_pb2.PostPendingTransactionRequest,
-    "VoidPendingTransaction": ledger_pb2.VoidPendingTransactionRequest,
-    "ReverseTransaction": ledger_pb2.ReverseTransactionRequest,
-}
-METHOD_OF: dict[str, str] = {
-    _type(ledger_pb2.CreateAccountInstruction): "CreateAccount",
-    _type(ledger_pb2.TransactionInstruction): "CreateTransaction",
-    _type(ledger_pb2.PostPendingInstruction): "PostPendingTransaction",
-    _type(ledger_pb2.VoidPendingInstruction): "VoidPendingTransaction",
-    _type(ledger_pb2.ReverseTransactionInstruction): "ReverseTransaction",
-}
-
-
-def refusal(invoke: Callable[[], Any]) -> tuple[grpc.StatusCode, common_pb2.Error]:
-    """The status and the ``settlement-error-bin`` detail of a refused call."""
-    with pytest.raises(grpc.RpcError) as raised:
-        invoke()
-    error: Any = raised.value
-    metadata = dict(error.trailing_metadata() or ())
-    assert ERROR_KEY in metadata, f"no {ERROR_KEY} in {metadata} ({error.details()})"
-    detail = common_pb2.Error.FromString(metadata[ERROR_KEY])
-    assert error.details().startswith(f"{detail.code}: ")
-    return error.code(), detail
-
-
-@dataclass
-class HubClient:
-    """Stubs per participant, their signing keys, and operator shortcuts."""
-
-    server: BackgroundServer
-    pki: DevPki
-    keys: dict[str, Ed25519PrivateKey] = field(default_factory=dict)
-    channels: dict[str, grpc.Channel] = field(default_factory=dict)
-    sources: set[str] = field(default_factory=set)
-
-    def channel(self, who: str) -> grpc.Channel:
-        if who not in self.channels:
-            self.channels[who] = grpc.secure_channel(
-                self.server.address, self.pki.channel_credentials(who)
-            )
-        return self.channels[who]
-
-    def ledger(self, who: str = OPERATOR) -> ledger_pb2_grpc.LedgerServiceStub:
-        return ledger_pb2_grpc.LedgerServiceStub(self.channel(who))
-
-    def sign(self, message: Message, signer: str | None = None) -> common_pb2.SignedInstruction:
-        return sign(message, self.keys[signer or getattr(message, "participant_id")])  # noqa: B009
-
-    def journal_size(self) -> int:
-        return int(self.server.hub.ledger.journal_size())
-
-    def close(self) -> None:
-        for channel in self.channels.values():
-            channel.close()
-
-    def write(self, instruction: Message, who: str | None = None) -> Any:
-        """Send a signed instruction to the RPC of its type; ``who`` defaults to the signer."""
-        caller = who or getattr(instruction, "participant_id")  # noqa: B009
-        method = METHOD_OF[_type(type(instruction))]
-        request = REQUEST_TYPES[method](instruction=self.sign(instruction))
-        return getattr(self.ledger(caller), method)(request, timeout=CALL_TIMEOUT_SECONDS)
-
-    def account(self, owner: str, currency: str = "USD", **fields: Any) -> str:
-        instruction = create_account(owner, currency, **fields)
-        self.write(instruction)
-        return str(instruction.instruction_id)
-
-    def give(self, account_id: str, amount_minor: int, currency: str = "USD") -> None:
-        """Credit ``account_id`` from an operator account without limits."""
-        source = f"test-source:{currency}"
-        if source not in self.sources:
-            self.write(create_account(OPERATOR, currency, instruction_id=source, normal_side=DEBIT))
-            self.sources.add(source)
-        self.write(
-            transaction(OPERATOR, transfer_postings(source, account_id, amount_minor, currency))
-        )
-
-    def funded_pair(
-        self, owner: str, amount_minor: int = 100_000, currency: str = "USD", **fields: Any
-    ) -> tuple[str, str]:
-        """Two accounts of ``owner``: the first holds ``amount_minor`` and may not go below 0."""
-        payer = self.account(owner, currency, debits_must_not_exceed_credits=True, **fields)
-        payee = self.account(owner, currency)
-        if amount_minor:
-            self.give(payer, amount_minor, currency)
-        return payer, payee
-
-    def balance(self, account_id: str, as_of_index: int | None = None) -> tuple[int, int, int, int]:
-        request = ledger_pb2.GetBalanceRequest(account_id=account_id)
-        if as_of_index is not None:
-            request.as_of_index = as_of_index
-        found = self.ledger().GetBalance(request, timeout=CALL_TIMEOUT_SECONDS).balance
-        return (
-            found.debits_posted_minor,
-            found.credits_posted_minor,
-            found.debits_pending_minor,
-            found.credits_pending_minor,
-        )
-
-    def set_status(self, account_id: str, status: AccountStatus) -> None:
-        """Through the sequencer, as the hub itself would (there is no close RPC)."""
-        command = SetAccountStatus(id=new_id(), account_id=account_id, status=status)
-        (result,) = self.server.run_coroutine(self.server.hub.sequencer.submit([command]))
-        assert result.error is None
-
-    def freeze(self, account_id: str) -> None:
-        instruction = participant_pb2.FreezeAccountInstruction(
-            instruction_id=new_id(),
-            participant_id=OPERATOR,
-            instruction_type=_type(participant_pb2.FreezeAccountInstruction),
-            account_id=account_id,
-            reason="test",
-        )
-        participant_pb2_grpc.ParticipantServiceStub(self.channel(OPERATOR)).FreezeAccount(
-            participant_pb2.FreezeAccountRequest(instruction=self.sign(instruction)),
-            timeout=CALL_TIMEOUT_SECONDS,
-        )
-
-
-def server_settings(pki: DevPki, database: str) -> ServerSettings:
-    return ServerSettings(
-        listen_address="127.0.0.1:0",
-        tls_directory=pki.directory,
-        database=database,
-        origin="test.settlement.example/ledger",
-        log_key_path=pki.log_private_key_path,
-        operator_id=OPERATOR,
-        operator_common_name=pki.participant(OPERATOR).certificate_common_name,
-        operator_public_key_path=pki.participant(OPERATOR).signing_public_key_path,
-        grace_period_seconds=2.0,
-        health_interval_seconds=0.5,
-        log_level="warning",
-    )
-
-
-def register_demo_participants(hub: HubClient) -> None:
-    service = participant_pb2_grpc.ParticipantServiceStub(hub.channel(OPERATOR))
-    for participant_id in ("auditor", *PARTICIPANTS):
-        participant = hub.pki.participant(participant_id)
-        instruction = participant_pb2.RegisterParticipantInstruction(
-            instruction_id=f"operator:register:{participant_id}",
-            participant_id=OPERATOR,
-            instruction_type=_type(participant_pb2.RegisterParticipantInstruction),
-            target_participant_id=participant_id,
-            legal_name=participant.legal_name,
-            role=participant_pb2.Role.Value(f"ROLE_{participant.role.value.upper()}"),
-            country=participant.country,
-            bic=participant.bic,
-            lei=participant.lei,
-            aba_routing_number=participant.aba_routing_number,
-            iban_bank_code=participant.iban_bank_code,
-            certificate_common_name=participant.certificate_common_name,
-            signing_public_key=public_key_bytes(
-                load_public_key(participant.signing_public_key_path)
-            ),
-        )
-        service.RegisterParticipant(
-            participant_pb2.RegisterParticipantRequest(instruction=hub.sign(instruction)),
-            timeout=CALL_TIMEOUT_SECONDS,
-        )
-
-
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def hub(
     request: pytest.FixtureRequest,
@@ -340,31 +125,8 @@ def hub(
     database_factory: Callable[[str], AbstractContextManager[str]],
 ) -> Iterator[HubClient]:
     """One hub per backend for the module, with the demo participants registered."""
-    with database_factory(request.param) as location:
-        settings = server_settings(dev_pki, location)
-        hub_settings = settings.hub_settings()
-
-        async def open_real_hub() -> Any:
-            from settlement.hub import open_hub
-
-            return await open_hub(hub_settings)
-
-        server = BackgroundServer(settings, open_real_hub)
-        server.start()
-        client = HubClient(
-            server,
-            dev_pki,
-            keys={
-                participant_id: load_private_key(participant.signing_private_key_path)
-                for participant_id, participant in dev_pki.participants.items()
-            },
-        )
-        try:
-            register_demo_participants(client)
-            yield client
-        finally:
-            client.close()
-            server.stop()
+    with database_factory(request.param) as location, running_hub(dev_pki, location) as client:
+        yield client
 
 
 # -- who may call what -------------------------------------------------------------------------

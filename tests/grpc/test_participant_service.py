@@ -13,10 +13,8 @@ mutual TLS with the session's ``dev_pki``) once per module and backend.
 from __future__ import annotations
 
 import functools
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -25,245 +23,41 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from ledger.keys import load_private_key, load_public_key, public_key_bytes
-from ledger.records import AccountStatus, SetAccountStatus
+from ledger.keys import load_public_key, public_key_bytes
+from ledger.records import AccountStatus
 from ledger.signing import sign_instruction
-from settlement.config import ServerSettings
 from settlement.instructions import canonical_bytes, sign
-from settlement.pki import DevPki, aba_with_check_digit, lei_with_check_digits
-from settlement.server import BackgroundServer
+from settlement.pki import DevPki
 from settlement.v1 import (
     common_pb2,
     ledger_pb2,
-    ledger_pb2_grpc,
     participant_pb2,
-    participant_pb2_grpc,
 )
+from tests.grpc.hub_client import (
+    CALL_TIMEOUT_SECONDS,
+    DENIED,
+    EVERYONE,
+    EXHAUSTED,
+    EXISTS,
+    INVALID,
+    NOT_FOUND,
+    OK,
+    OPERATOR,
+    PARTICIPANTS,
+    PRECONDITION,
+    UNAUTHENTICATED,
+    HubClient,
+    defund,
+    fund,
+    new_id,
+    open_account,
+    refusal,
+    registration,
+    running_hub,
+)
+from tests.grpc.hub_client import type_name as _type
 
-OPERATOR = "operator"
-PARTICIPANTS = ("bank-us", "bank-pk", "fx-provider", "lender")
-EVERYONE = (OPERATOR, "auditor", *PARTICIPANTS)
-ERROR_KEY = "settlement-error-bin"
-
-OK = grpc.StatusCode.OK
-DENIED = grpc.StatusCode.PERMISSION_DENIED
-NOT_FOUND = grpc.StatusCode.NOT_FOUND
-INVALID = grpc.StatusCode.INVALID_ARGUMENT
-EXISTS = grpc.StatusCode.ALREADY_EXISTS
-PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
-UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
-EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
-
-CALL_TIMEOUT_SECONDS = 30
-
-
-def _type(message_type: type[Message]) -> str:
-    return str(message_type.DESCRIPTOR.full_name)
-
-
-# -- the hub under test ----------------------------------------------------------------
-
-
-@dataclass
-class Scratch:
-    """A participant registered by a test (no certificate: it never calls)."""
-
-    participant_id: str
-    key: Ed25519PrivateKey
-
-
-@dataclass
-class HubClient:
-    """Stubs per participant, their signing keys, and operator shortcuts."""
-
-    server: BackgroundServer
-    pki: DevPki
-    keys: dict[str, Ed25519PrivateKey] = field(default_factory=dict)
-    channels: dict[str, grpc.Channel] = field(default_factory=dict)
-
-    def channel(self, who: str) -> grpc.Channel:
-        if who not in self.channels:
-            self.channels[who] = grpc.secure_channel(
-                self.server.address, self.pki.channel_credentials(who)
-            )
-        return self.channels[who]
-
-    def participants(self, who: str = OPERATOR) -> participant_pb2_grpc.ParticipantServiceStub:
-        return participant_pb2_grpc.ParticipantServiceStub(self.channel(who))
-
-    def ledger(self, who: str = OPERATOR) -> ledger_pb2_grpc.LedgerServiceStub:
-        return ledger_pb2_grpc.LedgerServiceStub(self.channel(who))
-
-    def sign(self, message: Message, signer: str = OPERATOR) -> common_pb2.SignedInstruction:
-        return sign(message, self.keys[signer])
-
-    def journal_size(self) -> int:
-        return int(self.server.hub.ledger.journal_size())
-
-    def close(self) -> None:
-        for channel in self.channels.values():
-            channel.close()
-
-    # -- operator shortcuts ------------------------------------------------------------
-
-    def register(self, **fields: Any) -> Scratch:
-        instruction, key = registration(**fields)
-        self.participants().RegisterParticipant(
-            participant_pb2.RegisterParticipantRequest(instruction=self.sign(instruction)),
-            timeout=CALL_TIMEOUT_SECONDS,
-        )
-        return Scratch(instruction.target_participant_id, key)
-
-    def open_account(self, participant_id: str, currency: str = "USD", limit: int = 0) -> str:
-        instruction = open_account(participant_id, currency, limit)
-        self.participants().OpenSettlementAccount(
-            participant_pb2.OpenSettlementAccountRequest(instruction=self.sign(instruction)),
-            timeout=CALL_TIMEOUT_SECONDS,
-        )
-        return instruction.instruction_id
-
-    def scratch_account(self, currency: str = "USD", limit: int = 0) -> str:
-        return self.open_account(self.register().participant_id, currency, limit)
-
-    def fund(self, account_id: str, amount_minor: int, currency: str = "USD") -> Any:
-        return self.participants().Fund(
-            participant_pb2.FundRequest(
-                instruction=self.sign(fund(account_id, amount_minor, currency))
-            ),
-            timeout=CALL_TIMEOUT_SECONDS,
-        )
-
-    def defund(self, account_id: str, amount_minor: int, currency: str = "USD") -> Any:
-        return self.participants().Defund(
-            participant_pb2.DefundRequest(
-                instruction=self.sign(defund(account_id, amount_minor, currency))
-            ),
-            timeout=CALL_TIMEOUT_SECONDS,
-        )
-
-    def transfer(self, debit: str, credit: str, amount_minor: int, currency: str = "USD") -> Any:
-        instruction = ledger_pb2.TransactionInstruction(
-            instruction_id=new_id(),
-            participant_id=OPERATOR,
-            instruction_type=_type(ledger_pb2.TransactionInstruction),
-            postings=[
-                ledger_pb2.Posting(
-                    account_id=debit,
-                    side=ledger_pb2.SIDE_DEBIT,
-                    amount_minor=amount_minor,
-                    currency=currency,
-                ),
-                ledger_pb2.Posting(
-                    account_id=credit,
-                    side=ledger_pb2.SIDE_CREDIT,
-                    amount_minor=amount_minor,
-                    currency=currency,
-                ),
-            ],
-            code="TRANSFER",
-        )
-        return self.ledger().CreateTransaction(
-            ledger_pb2.CreateTransactionRequest(instruction=self.sign(instruction)),
-            timeout=CALL_TIMEOUT_SECONDS,
-        )
-
-    def balance(self, account_id: str) -> tuple[int, int, int, int]:
-        found = (
-            self.ledger()
-            .GetBalance(
-                ledger_pb2.GetBalanceRequest(account_id=account_id), timeout=CALL_TIMEOUT_SECONDS
-            )
-            .balance
-        )
-        return (
-            found.debits_posted_minor,
-            found.credits_posted_minor,
-            found.debits_pending_minor,
-            found.credits_pending_minor,
-        )
-
-    def set_status(self, account_id: str, status: AccountStatus) -> None:
-        """Through the sequencer, as the hub itself would (there is no close RPC)."""
-        command = SetAccountStatus(id=new_id(), account_id=account_id, status=status)
-        (result,) = self.server.run_coroutine(self.server.hub.sequencer.submit([command]))
-        assert result.error is None
-
-
-def new_id(participant_id: str = OPERATOR) -> str:
-    return f"{participant_id}:{uuid.uuid4()}"
-
-
-def new_lei() -> str:
-    return lei_with_check_digits("5493T" + uuid.uuid4().hex[:13].upper())
-
-
-def registration(**fields: Any) -> tuple[participant_pb2.RegisterParticipantInstruction, Any]:
-    """A valid registration of a new US bank; ``fields`` override any field."""
-    target = fields.pop("target_participant_id", f"p-{uuid.uuid4().hex[:16]}")
-    key = Ed25519PrivateKey.generate()
-    values: dict[str, Any] = {
-        "instruction_id": new_id(),
-        "participant_id": OPERATOR,
-        "instruction_type": _type(participant_pb2.RegisterParticipantInstruction),
-        "target_participant_id": target,
-        "legal_name": f"Test Bank {target}",
-        "role": participant_pb2.ROLE_BANK,
-        "country": "US",
-        "bic": "CHASUS33",
-        "lei": new_lei(),
-        "aba_routing_number": aba_with_check_digit("02100002"),
-        "certificate_common_name": target,
-        "signing_public_key": public_key_bytes(key),
-    }
-    values.update(fields)
-    return participant_pb2.RegisterParticipantInstruction(**values), key
-
-
-def open_account(
-    participant_id: str, currency: str = "USD", limit: int = 0, **fields: Any
-) -> participant_pb2.OpenSettlementAccountInstruction:
-    values: dict[str, Any] = {
-        "instruction_id": f"settlement:{participant_id}:{currency}",
-        "participant_id": OPERATOR,
-        "instruction_type": _type(participant_pb2.OpenSettlementAccountInstruction),
-        "target_participant_id": participant_id,
-        "currency": currency,
-        "debit_limit_minor": limit,
-    }
-    values.update(fields)
-    return participant_pb2.OpenSettlementAccountInstruction(**values)
-
-
-def fund(
-    account_id: str, amount_minor: int, currency: str = "USD", **fields: Any
-) -> participant_pb2.FundInstruction:
-    values: dict[str, Any] = {
-        "instruction_id": new_id(),
-        "participant_id": OPERATOR,
-        "instruction_type": _type(participant_pb2.FundInstruction),
-        "account_id": account_id,
-        "amount_minor": amount_minor,
-        "currency": currency,
-        "reference": "incoming wire",
-    }
-    values.update(fields)
-    return participant_pb2.FundInstruction(**values)
-
-
-def defund(
-    account_id: str, amount_minor: int, currency: str = "USD", **fields: Any
-) -> participant_pb2.DefundInstruction:
-    values: dict[str, Any] = {
-        "instruction_id": new_id(),
-        "participant_id": OPERATOR,
-        "instruction_type": _type(participant_pb2.DefundInstruction),
-        "account_id": account_id,
-        "amount_minor": amount_minor,
-        "currency": currency,
-        "reference": "outgoing wire",
-    }
-    values.update(fields)
-    return participant_pb2.DefundInstruction(**values)
+# -- instructions ---------------------------------------------------------------------
 
 
 def set_limit(
@@ -341,58 +135,6 @@ def call(hub: HubClient, who: str, method: str, request: Message) -> Any:
     return getattr(hub.participants(who), method)(request, timeout=CALL_TIMEOUT_SECONDS)
 
 
-def refusal(invoke: Callable[[], Any]) -> tuple[grpc.StatusCode, common_pb2.Error]:
-    """The status and the ``settlement-error-bin`` detail of a refused call."""
-    with pytest.raises(grpc.RpcError) as raised:
-        invoke()
-    error: Any = raised.value
-    metadata = dict(error.trailing_metadata() or ())
-    assert ERROR_KEY in metadata, f"no {ERROR_KEY} in {metadata} ({error.details()})"
-    detail = common_pb2.Error.FromString(metadata[ERROR_KEY])
-    assert error.details().startswith(f"{detail.code}: ")
-    return error.code(), detail
-
-
-def server_settings(pki: DevPki, database: str) -> ServerSettings:
-    return ServerSettings(
-        listen_address="127.0.0.1:0",
-        tls_directory=pki.directory,
-        database=database,
-        origin="test.settlement.example/ledger",
-        log_key_path=pki.log_private_key_path,
-        operator_id=OPERATOR,
-        operator_common_name=pki.participant(OPERATOR).certificate_common_name,
-        operator_public_key_path=pki.participant(OPERATOR).signing_public_key_path,
-        grace_period_seconds=2.0,
-        health_interval_seconds=0.5,
-        log_level="warning",
-    )
-
-
-def register_demo_participants(hub: HubClient) -> None:
-    for participant_id in ("auditor", *PARTICIPANTS):
-        participant = hub.pki.participant(participant_id)
-        instruction, _ = registration(
-            instruction_id=f"operator:register:{participant_id}",
-            target_participant_id=participant_id,
-            legal_name=participant.legal_name,
-            role=participant_pb2.Role.Value(f"ROLE_{participant.role.value.upper()}"),
-            country=participant.country,
-            bic=participant.bic,
-            lei=participant.lei,
-            aba_routing_number=participant.aba_routing_number,
-            iban_bank_code=participant.iban_bank_code,
-            certificate_common_name=participant.certificate_common_name,
-            signing_public_key=public_key_bytes(
-                load_public_key(participant.signing_public_key_path)
-            ),
-        )
-        hub.participants().RegisterParticipant(
-            participant_pb2.RegisterParticipantRequest(instruction=hub.sign(instruction)),
-            timeout=CALL_TIMEOUT_SECONDS,
-        )
-
-
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def hub(
     request: pytest.FixtureRequest,
@@ -400,31 +142,8 @@ def hub(
     database_factory: Callable[[str], AbstractContextManager[str]],
 ) -> Iterator[HubClient]:
     """One hub per backend for the module, with the demo participants registered."""
-    with database_factory(request.param) as location:
-        settings = server_settings(dev_pki, location)
-        hub_settings = settings.hub_settings()
-
-        async def open_real_hub() -> Any:
-            from settlement.hub import open_hub
-
-            return await open_hub(hub_settings)
-
-        server = BackgroundServer(settings, open_real_hub)
-        server.start()
-        client = HubClient(
-            server,
-            dev_pki,
-            keys={
-                participant_id: load_private_key(participant.signing_private_key_path)
-                for participant_id, participant in dev_pki.participants.items()
-            },
-        )
-        try:
-            register_demo_participants(client)
-            yield client
-        finally:
-            client.close()
-            server.stop()
+    with database_factory(request.param) as location, running_hub(dev_pki, location) as client:
+        yield client
 
 
 # -- registration as read back --------------------------------------------------------------
