@@ -266,7 +266,11 @@ class Ledger:
             self._reader = _sqlite_engine(self.url, immediate=False)
         elif self.dialect == "postgresql":
             self._writer = _postgres_engine(self.url, pool_size)
-            self._reader = self._writer
+            # Reads of several statements (invariants, balances, listings) see
+            # one snapshot; under READ COMMITTED a commit between two of them
+            # made check_invariants report a breach that was never there.
+            # Read-only transactions never fail to serialize.
+            self._reader = self._writer.execution_options(isolation_level="REPEATABLE READ")
         else:
             raise ValueError(f"unsupported database {self.dialect!r}: use SQLite or PostgreSQL")
         if migrate:
@@ -274,7 +278,7 @@ class Ledger:
 
     def close(self) -> None:
         self._writer.dispose()
-        if self._reader is not self._writer:
+        if self.dialect == "sqlite":
             self._reader.dispose()
 
     def __enter__(self) -> Ledger:
