@@ -529,7 +529,13 @@ class Batch:
         if not isinstance(command.normal_side, Side):
             raise TextMustBeValid("normal_side must be debit or credit")
         metadata = validate_metadata(command.metadata)
-        flags = frozenset(AccountFlag(flag) for flag in command.flags)
+        try:
+            flags = frozenset(AccountFlag(flag) for flag in command.flags)
+        except ValueError:
+            # Like an unknown side: a refusal of this command, not a crash of the batch.
+            raise TextMustBeValid(
+                f"flags must be among {', '.join(flag.value for flag in AccountFlag)}"
+            ) from None
         if {
             AccountFlag.DEBITS_MUST_NOT_EXCEED_CREDITS,
             AccountFlag.CREDITS_MUST_NOT_EXCEED_DEBITS,
@@ -594,7 +600,12 @@ class Batch:
     def _set_status(self, command: SetAccountStatus) -> Receipt:
         validate_id(command.id)
         validate_id(command.account_id, "account_id")
-        status = AccountStatus(command.status)
+        try:
+            status = AccountStatus(command.status)
+        except ValueError:
+            raise TextMustBeValid(
+                f"status must be one of {', '.join(status.value for status in AccountStatus)}"
+            ) from None
         request = {
             "kind": "account_status",
             "account_id": command.account_id,

@@ -1,7 +1,40 @@
 """Pure checks of a command's own fields, before any state is consulted.
 
 Each function raises the error class that names the broken rule. They run in
-the precedence order documented in :mod:`ledger.errors`.
+the precedence order documented in :mod:`ledger.errors`; a command that breaks
+two rules reports the earlier one. Per command (``ledger.batch``), the codes
+in order, each rule checked over all postings (or accounts) before the next:
+
+- transaction: ``id_must_be_valid``, ``text_must_be_valid`` (code, reference),
+  ``metadata_must_be_valid``, ``postings_must_be_at_least_two``,
+  ``postings_must_not_exceed_limit``, then per posting ``id_must_be_valid``,
+  ``text_must_be_valid`` (side) and ``amount_must_be_positive``, then
+  ``currency_must_be_known``, ``amount_must_fit_int64`` (sum of one side of one
+  currency), ``timeout_must_be_valid``, ``exists_with_different_body``,
+  ``account_must_exist``, ``account_must_be_open``,
+  ``currency_must_match_account``, ``debits_must_equal_credits``,
+  ``amount_must_fit_int64`` (an account's posted plus pending totals),
+  ``exceeds_credits``, ``exceeds_debits``.
+- post / void of a pending: ids, text, metadata, ``amount_must_be_positive``,
+  ``exists_with_different_body``, ``transaction_must_exist``,
+  ``pending_expired`` / ``pending_must_be_pending``,
+  ``partial_post_needs_two_postings``, ``post_amount_must_not_exceed_pending``,
+  ``account_must_be_open`` (post only).
+- reversal: ids, text, metadata, ``exists_with_different_body``,
+  ``transaction_must_exist``, ``reversal_must_be_of_posted``,
+  ``already_reversed``, ``account_must_be_open``, then the balance rules.
+- account: ``id_must_be_valid`` (id, owner), ``currency_must_be_known``,
+  ``text_must_be_valid`` (side, flags), ``metadata_must_be_valid``,
+  ``flags_must_be_compatible``, ``debit_limit_must_not_be_negative``,
+  ``account_exists_with_different_fields``.
+- status and limit changes: ``id_must_be_valid``, ``text_must_be_valid`` or
+  ``debit_limit_must_not_be_negative``, ``exists_with_different_body``,
+  ``account_must_exist``, ``account_must_be_open``, ``pending_must_be_pending``
+  (closing an account that still has pending amounts).
+
+A batch of more than ``MAX_BATCH`` commands is refused whole
+(``batch_must_not_exceed_limit``); in a linked batch every command but the
+failing one reports ``linked_command_failed``.
 """
 
 from __future__ import annotations

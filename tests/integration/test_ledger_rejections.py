@@ -263,6 +263,36 @@ ROWS = [
         "text_must_be_valid",
     ),
     row(
+        "posting-side-unknown",
+        NewTransaction(
+            "x-82",
+            (
+                Posting("alice", "sideways", 10, "USD"),  # type: ignore[arg-type]
+                Posting("bob", CREDIT, 10, "USD"),
+            ),
+        ),
+        TextMustBeValid,
+        "text_must_be_valid",
+    ),
+    row(
+        "normal-side-unknown",
+        NewAccount("new-10", "owner", "USD", "sideways"),  # type: ignore[arg-type]
+        TextMustBeValid,
+        "text_must_be_valid",
+    ),
+    row(
+        "account-flag-unknown",
+        NewAccount("new-11", "owner", "USD", CREDIT, flags=frozenset({"no_debits"})),  # type: ignore[arg-type]
+        TextMustBeValid,
+        "text_must_be_valid",
+    ),
+    row(
+        "account-status-unknown",
+        SetAccountStatus("s-5", "alice", "dormant"),  # type: ignore[arg-type]
+        TextMustBeValid,
+        "text_must_be_valid",
+    ),
+    row(
         "precedence-text-before-metadata",
         NewTransaction("x-8", two("alice", "bob"), code="c" * 33, metadata={"rate": 1.5}),
         TextMustBeValid,
