@@ -24,9 +24,9 @@ in order, each rule checked over all postings (or accounts) before the next:
   ``transaction_must_exist``, ``reversal_must_be_of_posted``,
   ``already_reversed``, ``account_must_be_open``, then the balance rules.
 - account: ``id_must_be_valid`` (id, owner), ``currency_must_be_known``,
-  ``text_must_be_valid`` (side, flags), ``metadata_must_be_valid``,
-  ``flags_must_be_compatible``, ``debit_limit_must_not_be_negative``,
-  ``account_exists_with_different_fields``.
+  ``text_must_be_valid`` (side), ``metadata_must_be_valid``,
+  ``text_must_be_valid`` (an unknown flag), ``flags_must_be_compatible``,
+  ``debit_limit_must_not_be_negative``, ``account_exists_with_different_fields``.
 - status and limit changes: ``id_must_be_valid``, ``text_must_be_valid`` or
   ``debit_limit_must_not_be_negative``, ``exists_with_different_body``,
   ``account_must_exist``, ``account_must_be_open``, ``pending_must_be_pending``

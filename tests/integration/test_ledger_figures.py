@@ -433,3 +433,13 @@ def test_history_of_large_reservations(ledger: Ledger) -> None:
     closing = {item.account_id: item for item in ledger.closing_balances(last.journal_index)}
     assert closing["holder"].credits_posted == INT64_MAX
     assert closing["holder"].debits_pending == 0
+
+
+def test_commit_times_never_run_backwards(ledger: Ledger, clock: ManualClock) -> None:
+    run(ledger, transfer("p-1", "alice", "bob", 300, pending=True, timeout_seconds=30))
+    clock.advance(-3600)  # the wall clock steps back an hour
+    run(ledger, transfer("t-1", "alice", "bob", 1))
+    assert ledger.transaction("t-1").committed_at_us == START_US
+    clock.advance(3600 + 30)
+    assert ledger.expire_pending() == 1
+    ledger.check_invariants()
