@@ -114,9 +114,10 @@ def run(ledger: Ledger, *commands: Command, linked: bool = False) -> list[Receip
 
 
 def error_of(ledger: Ledger, command: Command) -> LedgerError:
-    """Execute one command that must fail, and return its error."""
+    """Execute one command that must fail, and return its error; check the invariants."""
     (result,) = ledger.execute([command])
     assert result.error is not None, f"{command.id!r} unexpectedly succeeded"
+    ledger.check_invariants()
     return result.error
 
 
