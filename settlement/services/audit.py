@@ -4,7 +4,12 @@ Checkpoints and proofs reveal only hashes, so every role may fetch them; a
 leaf's bytes reveal an entry, so a participant gets only leaves that touch
 its own accounts (others are NOT_FOUND, as if missing). The export bundle is
 for the operator and auditors: it is written to a private temporary directory
-with :func:`ledger.export.export_bundle` and streamed file by file in chunks.
+(:func:`ledger.export.export_bundle` for the latest checkpoint, the same files
+up to an older stored checkpoint otherwise) and streamed file by file in
+chunks.
+
+A size of 0 in a request means the latest checkpoint's size (audit.proto);
+it is resolved first, so that "no checkpoint yet" is answered as such.
 """
 
 from __future__ import annotations
@@ -19,12 +24,12 @@ from typing import Any, Final
 import grpc
 
 from ledger import bundle
-from ledger.checkpoint import parse_checkpoint
+from ledger.checkpoint import Checkpoint, parse_checkpoint
 from ledger.errors import NotFound
-from ledger.export import export_bundle
+from ledger.export import closing_balances, export_bundle, trust
 from ledger.merkle import TreeRangeMustBeValid
 from ledger.merkle import leaf_hash as hash_leaf
-from ledger.note import open_note
+from ledger.note import open_note, sign_note
 from settlement.auth import Caller, Role, current_caller
 from settlement.errors import FailedPrecondition, NotFoundError
 from settlement.hub import Hub
@@ -35,6 +40,11 @@ SERVICE_NAME: Final = audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full
 
 EXPORT_CHUNK_BYTES: Final = 1024 * 1024
 """Bundle chunks stay at 1 MiB, well under the 16 MiB message limit."""
+
+STORED_INDEX_MAX: Final = 2**63 - 1
+"""Journal indexes and tree sizes are SQL BIGINTs: a larger uint64 from a request
+names nothing that exists, and must be answered before it reaches the database
+(which refuses it with an overflow, an INTERNAL error for the caller)."""
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -75,42 +85,63 @@ class AuditService(audit_pb2_grpc.AuditServiceServicer):
                     f"min_tree_size {min_tree_size} is beyond the journal's {size} entries; "
                     "wait for your entry to commit and retry"
                 )
-            latest = self.ledger.checkpoints()
-            if not latest or latest[-1][0] < min_tree_size:
+            if self._latest_size(required=False) < min_tree_size:
                 self.ledger.issue_checkpoint()
         try:
             return self.ledger.checkpoint()
         except NotFound:
             raise CheckpointMustExist("no checkpoint has been signed yet") from None
 
+    def _latest_size(self, *, required: bool = True) -> int:
+        """The latest checkpoint's tree size (what a size of 0 in a request means).
+
+        Without any checkpoint: CheckpointMustExist, or 0 when not ``required``.
+        """
+        try:
+            note = self.ledger.checkpoint()
+        except NotFound:
+            if not required:
+                return 0
+            raise CheckpointMustExist(
+                "no checkpoint has been signed yet: ask for an explicit tree size, or have "
+                "one signed with GetLatestCheckpoint min_tree_size"
+            ) from None
+        return _checkpoint_of(note).size
+
     async def GetCheckpoint(  # noqa: N802 - the RPC's name
         self, request: audit_pb2.GetCheckpointRequest, context: Context
     ) -> audit_pb2.GetCheckpointResponse:
         current_caller()
+        note = await asyncio.to_thread(self._stored_checkpoint, request.tree_size)
+        return audit_pb2.GetCheckpointResponse(checkpoint=self._checkpoint_message(note))
+
+    def _stored_checkpoint(self, tree_size: int) -> bytes:
         try:
-            note = await asyncio.to_thread(self.ledger.checkpoint, request.tree_size)
+            if tree_size > STORED_INDEX_MAX:
+                raise NotFound(f"tree size {tree_size} is beyond any journal")
+            return self.ledger.checkpoint(tree_size)
         except NotFound:
             raise CheckpointMustExist(
-                f"no checkpoint was signed at exactly {request.tree_size} entries"
+                f"no checkpoint was signed at exactly {tree_size} entries"
             ) from None
-        return audit_pb2.GetCheckpointResponse(checkpoint=self._checkpoint_message(note))
 
     async def GetInclusionProof(  # noqa: N802 - the RPC's name
         self, request: audit_pb2.GetInclusionProofRequest, context: Context
     ) -> audit_pb2.GetInclusionProofResponse:
         caller = current_caller()
-        if request.leaf_index >= request.tree_size:
+        tree_size = request.tree_size or await asyncio.to_thread(self._latest_size)
+        if request.leaf_index >= tree_size:
             raise TreeRangeMustBeValid(
-                f"leaf_index {request.leaf_index} must be below tree_size {request.tree_size}"
+                f"leaf_index {request.leaf_index} must be below tree_size {tree_size}"
             )
-        await asyncio.to_thread(self._require_committed, request.tree_size)
+        await asyncio.to_thread(self._require_committed, tree_size)
         await asyncio.to_thread(self._require_visible, caller, request.leaf_index)
         leaf_hash, hashes = await asyncio.to_thread(
-            self.ledger.inclusion_proof, request.leaf_index, request.tree_size
+            self.ledger.inclusion_proof, request.leaf_index, tree_size
         )
         return audit_pb2.GetInclusionProofResponse(
             leaf_index=request.leaf_index,
-            tree_size=request.tree_size,
+            tree_size=tree_size,
             leaf_hash=leaf_hash,
             hashes=hashes,
         )
@@ -119,16 +150,19 @@ class AuditService(audit_pb2_grpc.AuditServiceServicer):
         self, request: audit_pb2.GetConsistencyProofRequest, context: Context
     ) -> audit_pb2.GetConsistencyProofResponse:
         current_caller()
-        if request.old_size == 0 or request.old_size > request.new_size:
+        if request.old_size == 0:
             raise TreeRangeMustBeValid(
-                f"old_size must be 1 to new_size ({request.new_size}), got {request.old_size}"
+                "old_size must be 1 or more: every tree extends the empty one"
             )
-        await asyncio.to_thread(self._require_committed, request.new_size)
-        hashes = await asyncio.to_thread(
-            self.ledger.consistency_proof, request.old_size, request.new_size
-        )
+        new_size = request.new_size or await asyncio.to_thread(self._latest_size)
+        if request.old_size > new_size:
+            raise TreeRangeMustBeValid(
+                f"old_size must be 1 to new_size ({new_size}), got {request.old_size}"
+            )
+        await asyncio.to_thread(self._require_committed, new_size)
+        hashes = await asyncio.to_thread(self.ledger.consistency_proof, request.old_size, new_size)
         return audit_pb2.GetConsistencyProofResponse(
-            old_size=request.old_size, new_size=request.new_size, hashes=hashes
+            old_size=request.old_size, new_size=new_size, hashes=hashes
         )
 
     async def GetLeaf(  # noqa: N802 - the RPC's name
@@ -144,17 +178,15 @@ class AuditService(audit_pb2_grpc.AuditServiceServicer):
         self, request: audit_pb2.ExportBundleRequest, context: Context
     ) -> AsyncIterator[audit_pb2.ExportBundleResponse]:
         current_caller().require(Role.OPERATOR, Role.AUDITOR)
+        if request.tree_size:
+            # Refused before anything is signed or written.
+            await asyncio.to_thread(self._stored_checkpoint, request.tree_size)
         with tempfile.TemporaryDirectory(prefix="settlement-export-") as directory:
             root = Path(directory)
-            size = await asyncio.to_thread(export_bundle, self.ledger, root)
-            if request.tree_size and request.tree_size != size:
-                # Only the latest size is exported: a bundle of an older size
-                # would need the balances as of then, which export provides
-                # only for the tree it writes.
-                raise CheckpointMustExist(
-                    f"the bundle is exported at the latest checkpoint ({size} entries); "
-                    "request tree_size 0 or that size"
-                )
+            if request.tree_size:
+                await asyncio.to_thread(self._export_at, root, request.tree_size)
+            else:
+                await asyncio.to_thread(export_bundle, self.ledger, root)
             for name in sorted(bundle.BUNDLE_FILES):
                 path = root / name
                 digest = await asyncio.to_thread(_sha256, path)
@@ -178,9 +210,33 @@ class AuditService(audit_pb2_grpc.AuditServiceServicer):
 
     # -- helpers -------------------------------------------------------------------
 
+    def _export_at(self, directory: Path, tree_size: int) -> None:
+        """The bundle of the log up to the stored checkpoint of ``tree_size`` entries.
+
+        The files of :func:`ledger.export.export_bundle`, cut at that
+        checkpoint: its leaves, the checkpoints up to it, the balances after
+        its last entry. The trust file is today's: keys registered later lie
+        beyond the bundle, which the verifier accepts (it cannot check them).
+        """
+        log = self.ledger.log
+        if log is None:
+            raise CheckpointMustExist("this hub has no log key: nothing was ever signed")
+        directory.mkdir(parents=True, exist_ok=True)
+        bundle.write_framed(directory / bundle.LEAVES_FILE, self.ledger.leaves(0, tree_size))
+        bundle.write_framed(
+            directory / bundle.CHECKPOINTS_FILE,
+            (note for _, note in self.ledger.checkpoints(up_to_size=tree_size)),
+        )
+        bundle.write_json(directory / bundle.TRUST_FILE, bundle.trust_document(trust(self.ledger)))
+        bundle.write_json(
+            directory / bundle.BALANCES_FILE,
+            bundle.balances_document(closing_balances(self.ledger, tree_size)),
+        )
+        text = bundle.manifest_text(log.origin, tree_size, bundle.manifest_file_hashes(directory))
+        (directory / bundle.MANIFEST_FILE).write_bytes(sign_note(text, [log.signer]))
+
     def _checkpoint_message(self, note: bytes) -> audit_pb2.Checkpoint:
-        text = note.decode("utf-8").split("\n\n", 1)[0] + "\n"
-        checkpoint = parse_checkpoint(text)
+        checkpoint = _checkpoint_of(note)
         if self.ledger.log is not None:
             open_note(note, [self.ledger.log.signer.verifier()])
         return audit_pb2.Checkpoint(
@@ -196,11 +252,11 @@ class AuditService(audit_pb2_grpc.AuditServiceServicer):
             raise TreeSizeMustBeCommitted(
                 f"tree_size {tree_size} is beyond the journal's {size} entries"
             )
-        if tree_size == 0:
-            raise CheckpointMustExist("tree_size 0 has no proof: ask for a larger tree")
 
     def _visible_leaf(self, caller: Caller, index: int) -> bytes:
         try:
+            if index > STORED_INDEX_MAX:
+                raise NotFound(f"no journal entry at index {index}")
             leaf = self.ledger.leaf(index)
         except NotFound:
             raise EntryMustExist(f"no journal entry at index {index}") from None
@@ -213,6 +269,11 @@ class AuditService(audit_pb2_grpc.AuditServiceServicer):
     def _require_visible(self, caller: Caller, index: int) -> None:
         if not caller.sees_everything:
             self._visible_leaf(caller, index)
+
+
+def _checkpoint_of(note: bytes) -> Checkpoint:
+    """The checkpoint body of a signed note the hub itself signed and stored."""
+    return parse_checkpoint(note.decode("utf-8").split("\n\n", 1)[0] + "\n")
 
 
 def _sha256(path: Path) -> bytes:
