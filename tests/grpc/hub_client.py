@@ -50,6 +50,8 @@ PARTICIPANTS = ("bank-us", "bank-pk", "fx-provider", "lender")
 EVERYONE = (OPERATOR, "auditor", *PARTICIPANTS)
 ERROR_KEY = "settlement-error-bin"
 CALL_TIMEOUT_SECONDS = 30
+ORIGIN = "test.settlement.example/ledger"
+"""The log's origin (and the name of its key) in every hub these modules start."""
 
 OK = grpc.StatusCode.OK
 DENIED = grpc.StatusCode.PERMISSION_DENIED
@@ -389,20 +391,23 @@ class HubClient:
 # -- the hub under test --------------------------------------------------------------------
 
 
-def server_settings(pki: DevPki, database: str) -> ServerSettings:
-    return ServerSettings(
-        listen_address="127.0.0.1:0",
-        tls_directory=pki.directory,
-        database=database,
-        origin="test.settlement.example/ledger",
-        log_key_path=pki.log_private_key_path,
-        operator_id=OPERATOR,
-        operator_common_name=pki.participant(OPERATOR).certificate_common_name,
-        operator_public_key_path=pki.participant(OPERATOR).signing_public_key_path,
-        grace_period_seconds=2.0,
-        health_interval_seconds=0.5,
-        log_level="warning",
-    )
+def server_settings(pki: DevPki, database: str, **overrides: Any) -> ServerSettings:
+    """Settings of a hub on 127.0.0.1, port 0, mutual TLS with ``pki``; ``overrides`` win."""
+    values: dict[str, Any] = {
+        "listen_address": "127.0.0.1:0",
+        "tls_directory": pki.directory,
+        "database": database,
+        "origin": ORIGIN,
+        "log_key_path": pki.log_private_key_path,
+        "operator_id": OPERATOR,
+        "operator_common_name": pki.participant(OPERATOR).certificate_common_name,
+        "operator_public_key_path": pki.participant(OPERATOR).signing_public_key_path,
+        "grace_period_seconds": 2.0,
+        "health_interval_seconds": 0.5,
+        "log_level": "warning",
+    }
+    values.update(overrides)
+    return ServerSettings(**values)
 
 
 def register_demo_participants(hub: HubClient) -> None:
@@ -431,9 +436,12 @@ def register_demo_participants(hub: HubClient) -> None:
 
 
 @contextmanager
-def running_hub(pki: DevPki, database: str) -> Iterator[HubClient]:
-    """The real hub on ``database`` with the demo participants registered; stopped on exit."""
-    settings = server_settings(pki, database)
+def running_hub(pki: DevPki, database: str, **overrides: Any) -> Iterator[HubClient]:
+    """The real hub on ``database`` with the demo participants registered; stopped on exit.
+
+    ``overrides`` are :class:`ServerSettings` fields (e.g. ``checkpoint_every_seconds``).
+    """
+    settings = server_settings(pki, database, **overrides)
     hub_settings = settings.hub_settings()
 
     async def open_real_hub() -> Any:
