@@ -12,6 +12,7 @@ settlement accounts and funds them.
 
 from __future__ import annotations
 
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from typing import Any
 
 import grpc
 import pytest
+import structlog
 from google.protobuf.message import Message
 
 from ledger.keys import load_private_key, load_public_key, public_key_bytes
@@ -47,6 +49,28 @@ ROLES = {
     "operator": participant_pb2.ROLE_OPERATOR,
     "auditor": participant_pb2.ROLE_AUDITOR,
 }
+
+
+class _CurrentStderr:
+    """Whatever ``sys.stderr`` is at the time of writing (pytest swaps it per test)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+@pytest.fixture(autouse=True)
+def server_logs_on_stderr() -> Iterator[None]:
+    """The in-process hub logs through structlog, whose default prints on stdout,
+    where the clients under test print their tables and JSON: move it to stderr."""
+    previous = structlog.get_config()
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()))  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        structlog.configure(**previous)
 
 
 def _type(message_type: type[Message]) -> str:
