@@ -30,6 +30,7 @@ from ledger.store import Ledger
 from settlement import metrics, migrations
 from settlement.auth import Caller, Role
 from settlement.lease import WriterLease
+from settlement.payments.projection import PaymentsProjection
 from settlement.registry import ParticipantsProjection, Registry, registration_event
 from settlement.sequencer import GROUP_COMMIT_MAX_DEFAULT, Sequencer
 
@@ -131,7 +132,11 @@ def _open_hub_blocking(settings: HubSettings) -> Hub:
         checkpoint_every_entries=settings.checkpoint_every_entries,
         checkpoint_every_seconds=settings.checkpoint_every_seconds,
     )
-    ledger = Ledger(settings.database, log=log_settings, projections=[ParticipantsProjection()])
+    ledger = Ledger(
+        settings.database,
+        log=log_settings,
+        projections=[ParticipantsProjection(), PaymentsProjection()],
+    )
     engine = create_engine(ledger.url)
     try:
         migrations.upgrade(engine)

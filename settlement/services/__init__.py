@@ -8,8 +8,13 @@ from typing import Any
 import grpc
 
 from settlement.hub import Hub
-from settlement.services import audit, ledger_service, participant
-from settlement.v1 import audit_pb2_grpc, ledger_pb2_grpc, participant_pb2_grpc
+from settlement.services import audit, ledger_service, participant, payment
+from settlement.v1 import (
+    audit_pb2_grpc,
+    ledger_pb2_grpc,
+    participant_pb2_grpc,
+    payment_pb2_grpc,
+)
 
 
 def add_services(server: grpc.aio.Server, hub: Hub) -> list[str]:
@@ -29,6 +34,11 @@ def add_services(server: grpc.aio.Server, hub: Hub) -> list[str]:
             audit.SERVICE_NAME,
             audit.AuditService(hub),
             audit_pb2_grpc.add_AuditServiceServicer_to_server,
+        ),
+        (
+            payment.SERVICE_NAME,
+            payment.PaymentService(hub),
+            payment_pb2_grpc.add_PaymentServiceServicer_to_server,
         ),
     ]
     for _, servicer, add_to_server in services:
