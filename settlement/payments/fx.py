@@ -2,9 +2,9 @@
 
 A rate is a decimal string: units of the target currency per ONE unit of the
 source currency. Amounts are integer minor units. Conversion happens in major
-units with Python's ``Decimal`` at 28 significant digits (far beyond any rate
-or amount we accept), then rounds ONCE to the result currency's minor unit,
-half to even (banker's rounding, ``ROUND_HALF_EVEN``):
+units with Python's ``Decimal`` at :data:`PRECISION_DIGITS` significant digits,
+then rounds ONCE to the result currency's minor unit, half to even (banker's
+rounding, ``ROUND_HALF_EVEN``):
 
     receive = round_half_even(send * rate)    (send amount fixed)
     send    = round_half_even(receive / rate) (receive amount fixed)
@@ -25,7 +25,16 @@ from settlement.errors import FailedPrecondition, InvalidArgument
 RATE_SIGNIFICANT_DIGITS_MAX = 18
 """A published rate carries at most 18 significant digits (more is noise)."""
 
-_CONTEXT = Context(prec=28, rounding=ROUND_HALF_EVEN)
+PRECISION_DIGITS = 48
+"""Enough that the one rounding is the only one. A product of an int64 amount (19
+digits) and a rate (18 digits) has at most 37 digits, so it is exact. A quotient
+that fits int64 keeps 29 digits past the minor unit, while an inexact quotient
+lies at least 1 / (2 * 10**21) minor units from a tie (the rate's 18 digits times
+at most 10**3 for the currencies' exponents): it cannot be rounded onto a tie.
+With 28 digits, 50,000,000,000,000,002 cents at 1.00000000000000001 became a tie
+before the final rounding and rounded down to even instead of up."""
+
+_CONTEXT = Context(prec=PRECISION_DIGITS, rounding=ROUND_HALF_EVEN)
 _RATE_TEXT = re.compile(r"(0|[1-9][0-9]*)(\.[0-9]+)?")
 
 
