@@ -8,6 +8,7 @@ the exact value rounded half to even, never a rounded value rounded again.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from fractions import Fraction
 
 import pytest
@@ -16,6 +17,7 @@ from ledger.errors import LedgerError
 from ledger.money import CURRENCIES, INT64_MAX
 from settlement.payments.fx import (
     AmountMustConvert,
+    Conversion,
     CurrenciesMustDiffer,
     RateMustBePositiveDecimal,
     convert_receive,
@@ -191,6 +193,7 @@ def test_conversion_matches_the_exact_reference() -> None:
         source_unit = Fraction(1, 10 ** CURRENCIES[source].exponent)
         target_unit = Fraction(1, 10 ** CURRENCIES[target].exponent)
         send_fixed = generator.random() < 0.5
+        convert: Callable[[int, str, str, str], Conversion]
         if send_fixed:
             expected = exact_half_even(amount * source_unit * rate / target_unit)
             convert = convert_send
