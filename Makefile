@@ -31,6 +31,7 @@ test: lint typecheck unit
 bench: $(STAMP)
 	$(BIN)/python bench/ledger_bench.py
 	$(BIN)/python bench/verify_bench.py
+	$(BIN)/python bench/grpc_bench.py
 
 # Regenerate settlement/v1/ from proto/settlement/v1/*.proto (tests fail when stale).
 proto: $(STAMP)
