@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Index,
     Integer,
@@ -131,3 +132,87 @@ payment_status = Table(
     Column("signer", String(64), nullable=True),
 )
 """Every status change of every payment, one row per ``payment_status`` event."""
+
+# -- offtake contracts (settlement.offtake.projection) ------------------------
+
+offtake_contracts = Table(
+    "offtake_contracts",
+    metadata,
+    Column("contract_id", String(48), primary_key=True),
+    Column("buyer_bank_id", String(64), nullable=False),
+    Column("seller_bank_id", String(64), nullable=False),
+    # The terms both banks signed (settlement.offtake.flow.terms_document), canonical JSON.
+    Column("terms", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("buyer_bank_signed", Boolean, nullable=False),
+    Column("seller_bank_signed", Boolean, nullable=False),
+    # Invoice totals issued (net of refunds) and payments applied (net of refunds paid).
+    Column("invoiced_minor", BigInteger, nullable=False),
+    Column("received_minor", BigInteger, nullable=False),
+    Column("journal_index", BigInteger, nullable=False, unique=True),
+    Column("updated_index", BigInteger, nullable=False),
+    Index("offtake_contracts_by_buyer_bank", "buyer_bank_id"),
+    Index("offtake_contracts_by_seller_bank", "seller_bank_id"),
+)
+"""Offtake contracts by id: terms, state and the receivable's two running totals."""
+
+offtake_lots = Table(
+    "offtake_lots",
+    metadata,
+    Column("contract_id", String(48), primary_key=True),
+    Column("lot_id", String(24), primary_key=True),
+    Column("state", String(32), nullable=False),
+    Column("disputed_from", String(32), nullable=True),
+    # Canonical JSON of what the lot's events recorded: shipment, arrival, assays, pricing.
+    Column("details", Text, nullable=False),
+    Column("journal_index", BigInteger, nullable=False, unique=True),
+    Column("updated_index", BigInteger, nullable=False),
+)
+"""Lots of offtake contracts: the state and the facts their invoices are computed from."""
+
+offtake_invoices = Table(
+    "offtake_invoices",
+    metadata,
+    Column("invoice_id", String(80), primary_key=True),
+    Column("contract_id", String(48), nullable=False),
+    Column("lot_id", String(24), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("value_minor", BigInteger, nullable=False),
+    Column("total_minor", BigInteger, nullable=False),
+    # Paid so far, with the sign of the total.
+    Column("paid_minor", BigInteger, nullable=False),
+    # Canonical JSON: the lines and the prices, exactly as logged.
+    Column("details", Text, nullable=False),
+    # The receivable posting; NULL for a zero total (nothing to post).
+    Column("transaction_id", String(128), nullable=True),
+    Column("journal_index", BigInteger, nullable=False, unique=True),
+    Column("leaf_hash", LargeBinary(32), nullable=False),
+    Column("issued_at_us", BigInteger, nullable=False),
+    Index("offtake_invoices_by_lot", "contract_id", "lot_id"),
+)
+"""Provisional and final invoices, one row per ``offtake_invoice_issued`` event."""
+
+offtake_invoice_payments = Table(
+    "offtake_invoice_payments",
+    metadata,
+    Column("uetr", String(36), primary_key=True),
+    Column("invoice_id", String(80), nullable=False),
+    # The USD applied to the invoice, positive (the invoice's sign says which way).
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("transaction_id", String(128), nullable=False, unique=True),
+    Column("journal_index", BigInteger, nullable=False, unique=True),
+    Column("leaf_hash", LargeBinary(32), nullable=False),
+    Index("offtake_invoice_payments_by_invoice", "invoice_id"),
+)
+"""Payments applied to invoices, one row per ``offtake_invoice_paid`` event."""
+
+offtake_price_fixings = Table(
+    "offtake_price_fixings",
+    metadata,
+    Column("metal", String(2), primary_key=True),
+    Column("fixing_date", String(10), primary_key=True),
+    Column("price_usd", String(40), nullable=False),
+    Column("event_id", String(128), nullable=False),
+    Column("journal_index", BigInteger, nullable=False),
+)
+"""Published daily prices (``OfftakeService.PublishPriceFixings``): one per metal and day."""
