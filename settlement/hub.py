@@ -30,6 +30,7 @@ from ledger.store import Ledger
 from settlement import metrics, migrations
 from settlement.auth import Caller, Role
 from settlement.lease import WriterLease
+from settlement.offtake.projection import OfftakeProjection
 from settlement.payments.projection import PaymentsProjection
 from settlement.registry import ParticipantsProjection, Registry, registration_event
 from settlement.sequencer import GROUP_COMMIT_MAX_DEFAULT, Sequencer
@@ -135,7 +136,7 @@ def _open_hub_blocking(settings: HubSettings) -> Hub:
     ledger = Ledger(
         settings.database,
         log=log_settings,
-        projections=[ParticipantsProjection(), PaymentsProjection()],
+        projections=[ParticipantsProjection(), PaymentsProjection(), OfftakeProjection()],
     )
     engine = create_engine(ledger.url)
     try:

@@ -8,10 +8,11 @@ from typing import Any
 import grpc
 
 from settlement.hub import Hub
-from settlement.services import audit, ledger_service, participant, payment
+from settlement.services import audit, ledger_service, offtake, participant, payment
 from settlement.v1 import (
     audit_pb2_grpc,
     ledger_pb2_grpc,
+    offtake_pb2_grpc,
     participant_pb2_grpc,
     payment_pb2_grpc,
 )
@@ -19,6 +20,7 @@ from settlement.v1 import (
 
 def add_services(server: grpc.aio.Server, hub: Hub) -> list[str]:
     """Register every servicer on ``server``; returns their full service names."""
+    payments = payment.PaymentService(hub)
     services: list[tuple[str, Any, Callable[[Any, grpc.aio.Server], None]]] = [
         (
             participant.SERVICE_NAME,
@@ -37,8 +39,14 @@ def add_services(server: grpc.aio.Server, hub: Hub) -> list[str]:
         ),
         (
             payment.SERVICE_NAME,
-            payment.PaymentService(hub),
+            payments,
             payment_pb2_grpc.add_PaymentServiceServicer_to_server,
+        ),
+        (
+            # Invoices are paid through the payment flow of the PaymentService.
+            offtake.SERVICE_NAME,
+            offtake.OfftakeService(hub, payments.flows),
+            offtake_pb2_grpc.add_OfftakeServiceServicer_to_server,
         ),
     ]
     for _, servicer, add_to_server in services:
