@@ -18,7 +18,7 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from ledger.canonical import decode, encode_trusted, validate_metadata
 from ledger.errors import (
@@ -178,14 +178,53 @@ class PriorEntry:
     committed_at_us: int = 0
 
 
+JOURNAL_COLUMNS: Final = (
+    "journal_index",
+    "entry_key",
+    "kind",
+    "request",
+    "leaf",
+    "leaf_hash",
+    "committed_at_us",
+)
+TRANSACTION_COLUMNS: Final = (
+    "id",
+    "journal_index",
+    "kind",
+    "state",
+    "code",
+    "reference",
+    "metadata",
+    "pending_id",
+    "reverses_id",
+    "timeout_at_us",
+    "committed_at_us",
+)
+POSTING_COLUMNS: Final = (
+    "journal_index",
+    "sequence",
+    "account_id",
+    "currency",
+    "side",
+    "amount_minor",
+    "effect",
+)
+
+_STATE_COLUMN = TRANSACTION_COLUMNS.index("state")
+
+
 @dataclass(slots=True)
 class BatchOutput:
-    """Rows a batch produced, for the store to write in one transaction."""
+    """Rows a batch produced, for the store to write in one transaction.
 
-    journal: list[dict[str, Any]] = field(default_factory=list)
-    new_accounts: list[dict[str, Any]] = field(default_factory=list)
-    new_transactions: list[dict[str, Any]] = field(default_factory=list)
-    postings: list[dict[str, Any]] = field(default_factory=list)
+    Rows are tuples in the order of the ``*_COLUMNS`` names above: a batch of
+    thousands of rows is handed to the driver as is (building and converting
+    a dict per row showed up in profiles of large batches).
+    """
+
+    journal: list[tuple[Any, ...]] = field(default_factory=list)
+    new_transactions: list[tuple[Any, ...]] = field(default_factory=list)
+    postings: list[tuple[Any, ...]] = field(default_factory=list)
     leaf_hashes: list[bytes] = field(default_factory=list)
 
 
@@ -279,9 +318,16 @@ class Batch:
                 raise IntegrityError(
                     f"batch is unbalanced in {code}: posted net {posted}, pending net {pending}"
                 )
-        indexes = [row["journal_index"] for row in self.output.journal]
+        indexes = [row[0] for row in self.output.journal]
         if indexes != list(range(self.first_index, self.first_index + len(indexes))):
             raise IntegrityError(f"journal indexes are not contiguous: {indexes[:5]}...")
+        # A transaction created in this batch may have been posted, voided or
+        # expired later in the same batch: its row carries the final state.
+        rows = self.output.new_transactions
+        for position, row in enumerate(rows):
+            state = self.transactions[row[0]].state.value
+            if state != row[_STATE_COLUMN]:
+                rows[position] = (*row[:_STATE_COLUMN], state, *row[_STATE_COLUMN + 1 :])
         return self.output
 
     # -- commands --------------------------------------------------------------
@@ -934,15 +980,7 @@ class Batch:
             encode_trusted(_with_instruction(request, instruction)) if request is not None else b""
         )
         self.output.journal.append(
-            {
-                "journal_index": index,
-                "entry_key": key,
-                "kind": kind.value,
-                "request": request_bytes,
-                "leaf": leaf,
-                "leaf_hash": digest,
-                "committed_at_us": self.committed_at_us,
-            }
+            (index, key, kind.value, request_bytes, leaf, digest, self.committed_at_us)
         )
         self.output.leaf_hashes.append(digest)
         self.prior_entries[key] = PriorEntry(index, digest, request_bytes, self.committed_at_us)
@@ -974,19 +1012,19 @@ class Batch:
             is_new=True,
         )
         self.output.new_transactions.append(
-            {
-                "id": transaction_id,
-                "journal_index": journal_index,
-                "kind": kind.value,
-                "state": state.value,
-                "code": code,
-                "reference": reference,
-                "metadata": metadata.decode("utf-8"),
-                "pending_id": pending_id,
-                "reverses_id": reverses_id,
-                "timeout_at_us": timeout_at_us,
-                "committed_at_us": self.committed_at_us,
-            }
+            (
+                transaction_id,
+                journal_index,
+                kind.value,
+                state.value,
+                code,
+                reference,
+                metadata.decode("utf-8"),
+                pending_id,
+                reverses_id,
+                timeout_at_us,
+                self.committed_at_us,
+            )
         )
 
     def _move(
@@ -1003,15 +1041,15 @@ class Batch:
         for effect, postings in (("posted", posted), ("pending", pending), ("released", released)):
             for posting in postings:
                 rows.append(
-                    {
-                        "journal_index": journal_index,
-                        "sequence": sequence,
-                        "account_id": posting.account_id,
-                        "currency": posting.currency,
-                        "side": posting.side.value,
-                        "amount_minor": posting.amount_minor,
-                        "effect": effect,
-                    }
+                    (
+                        journal_index,
+                        sequence,
+                        posting.account_id,
+                        posting.currency,
+                        posting.side.value,
+                        posting.amount_minor,
+                        effect,
+                    )
                 )
                 sequence += 1
                 sign = 1 if posting.side is Side.DEBIT else -1
@@ -1075,6 +1113,9 @@ def _differing_fields(before: Mapping[str, Any], after: Mapping[str, Any]) -> li
 
 __all__ = [
     "ID_MAX_LENGTH",
+    "JOURNAL_COLUMNS",
+    "POSTING_COLUMNS",
+    "TRANSACTION_COLUMNS",
     "AccountState",
     "Batch",
     "BatchOutput",

@@ -95,13 +95,19 @@ def load_frontier(connection: Connection, size: int) -> CompactRange:
     return CompactRange.from_hashes(size, [found[position] for position in positions])
 
 
-def append_leaves(frontier: CompactRange, leaf_hashes: list[bytes]) -> list[dict[str, Any]]:
-    """Append to the frontier; return the new nodes of level 1 and up as rows."""
+MERKLE_NODE_COLUMNS = ("level", "node_index", "hash")
+
+
+def append_leaves(frontier: CompactRange, leaf_hashes: list[bytes]) -> list[tuple[int, int, bytes]]:
+    """Append to the frontier; return the new nodes of level 1 and up as rows.
+
+    Rows are (level, node_index, hash) tuples, the order of ``MERKLE_NODE_COLUMNS``.
+    """
     rows = []
     for digest in leaf_hashes:
-        for level, index, value in frontier.append(digest):
-            if level:
-                rows.append({"level": level, "node_index": index, "hash": value})
+        for node in frontier.append(digest):
+            if node[0]:
+                rows.append(node)
     return rows
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Final, Protocol
 
 from sqlalchemy import (
@@ -40,9 +41,13 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError
 
 from ledger import migrations
 from ledger.batch import (
+    JOURNAL_COLUMNS,
+    POSTING_COLUMNS,
+    TRANSACTION_COLUMNS,
     AccountState,
     Batch,
     KeyState,
@@ -61,6 +66,7 @@ from ledger.errors import (
     TransactionNotFound,
 )
 from ledger.journal import (
+    MERKLE_NODE_COLUMNS,
     LogSettings,
     SqlNodeStore,
     append_leaves,
@@ -154,18 +160,6 @@ _LEGS_BY_INDEX = (
     .order_by(postings.c.journal_index, postings.c.sequence)
 )
 _REVERSED_IDS = select(transactions.c.reverses_id).where(transactions.c.reverses_id.in_(_VALUES))
-_UPDATE_ACCOUNT = (
-    update(accounts)
-    .where(accounts.c.id == bindparam("b_id"))
-    .values(
-        status=bindparam("status"),
-        debit_limit_minor=bindparam("debit_limit_minor"),
-        debits_posted=bindparam("debits_posted"),
-        credits_posted=bindparam("credits_posted"),
-        debits_pending=bindparam("debits_pending"),
-        credits_pending=bindparam("credits_pending"),
-    )
-)
 _CURRENT_KEYS = (
     select(signing_keys)
     .where(signing_keys.c.last_index.is_(None))
@@ -485,22 +479,18 @@ class Ledger:
         frontier = self._frontier(connection, batch.first_index)
         if not output.journal:
             return frontier
-        _insert_many(connection, journal, output.journal)
+        _insert_many(connection, journal, JOURNAL_COLUMNS, output.journal)
         new_accounts = []
         changed_accounts = []
         for state in batch.accounts.values():
             if state.is_new:
                 new_accounts.append(_account_row(state))
             elif state.dirty:
-                changed_accounts.append(_account_row(state, key="b_id"))
-        if new_accounts:
-            _insert_many(connection, accounts, new_accounts)
+                changed_accounts.append(_account_update_row(state))
+        _insert_many(connection, accounts, _ACCOUNT_COLUMNS, new_accounts)
         if changed_accounts:
             _update_accounts(connection, changed_accounts)
-        if output.new_transactions:
-            for row in output.new_transactions:
-                row["state"] = batch.transactions[row["id"]].state.value
-            _insert_many(connection, transactions, output.new_transactions)
+        _insert_many(connection, transactions, TRANSACTION_COLUMNS, output.new_transactions)
         resolved = [
             {"b_id": record.id, "state": record.state.value}
             for record in batch.transactions.values()
@@ -508,10 +498,13 @@ class Ledger:
         ]
         if resolved:
             connection.execute(_UPDATE_STATE, resolved)
-        if output.postings:
-            _insert_many(connection, postings, output.postings)
-        if batch.new_keys:
-            _insert_many(connection, signing_keys, batch.new_keys)
+        _insert_many(connection, postings, POSTING_COLUMNS, output.postings)
+        _insert_many(
+            connection,
+            signing_keys,
+            _SIGNING_KEY_COLUMNS,
+            [tuple(row[name] for name in _SIGNING_KEY_COLUMNS) for row in batch.new_keys],
+        )
         for signer, first_index, last_index in batch.retired_keys:
             connection.execute(
                 update(signing_keys)
@@ -520,8 +513,7 @@ class Ledger:
                 .values(last_index=last_index)
             )
         nodes = append_leaves(frontier, output.leaf_hashes)
-        if nodes:
-            _insert_many(connection, merkle_nodes, nodes)
+        _insert_many(connection, merkle_nodes, MERKLE_NODE_COLUMNS, nodes)
         if self.log is not None:
             latest = latest_checkpoint_row(connection)
             if checkpoint_due(self.log, latest, frontier.size, batch.committed_at_us, force=False):
@@ -857,50 +849,99 @@ def _linked_failure(
     return results
 
 
-_INSERT_SQL: dict[tuple[str, str], tuple[str, tuple[str, ...] | None]] = {}
+def _dbapi_connection(connection: Connection) -> Any:
+    """The driver's own connection under a SQLAlchemy connection (sqlite3 or psycopg)."""
+    return connection.connection.dbapi_connection
 
 
-def _insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Insert rows through the driver's ``executemany`` with SQL compiled once.
+@contextmanager
+def _driver_errors(connection: Connection, statement: str) -> Iterator[None]:
+    """Raise the driver's errors as SQLAlchemy raises them for its own statements.
+
+    Callers (the sequencer) tell an unavailable database from a refused command
+    by SQLAlchemy's exception types, and a lost connection must be invalidated
+    so that the pool does not hand it out again.
+    """
+    dialect = connection.dialect
+    try:
+        yield
+    except dialect.loaded_dbapi.Error as error:
+        invalidated = dialect.is_disconnect(error, _dbapi_connection(connection), None)
+        if invalidated:
+            connection.invalidate(error)
+        raise DBAPIError.instance(
+            statement,
+            None,
+            error,
+            dialect.loaded_dbapi.Error,
+            connection_invalidated=invalidated,
+            dialect=dialect,
+        ) from error
+
+
+def _marker(connection: Connection) -> str:
+    """The driver's positional parameter marker (sqlite3: qmark; psycopg: format)."""
+    return "%s" if connection.dialect.name == "postgresql" else "?"
+
+
+_INSERT_SQL: dict[tuple[str, str, tuple[str, ...]], str] = {}
+
+
+def _insert_many(
+    connection: Connection, table: Table, columns: tuple[str, ...], rows: Sequence[Any]
+) -> None:
+    """Insert rows, tuples in the order of ``columns``, through the driver.
 
     Profiling showed SQLAlchemy's per-row parameter processing as the largest
-    cost of a 1,000-transaction batch; the statement is still built by
-    SQLAlchemy from the table, only the parameter handling is skipped. Values
-    here are plain ints, strs, bytes and None, which every driver binds as is.
+    cost of a 1,000-transaction batch and its per-statement overhead as a large
+    part of a single transaction, so the statement is built once and run on
+    the driver's cursor. Values here are plain ints, strs, bytes and None,
+    which every driver binds as they are.
     """
-    key = (table.name, connection.dialect.name)
-    cached = _INSERT_SQL.get(key)
-    if cached is None:
-        compiled = table.insert().compile(dialect=connection.dialect)
-        order = tuple(compiled.positiontup or ()) if compiled.positional else None
-        cached = _INSERT_SQL[key] = (str(compiled), order)
-    sql, order = cached
-    if connection.dialect.name == "postgresql" and len(rows) >= _COPY_THRESHOLD:
-        _copy_rows(connection, table, rows)
+    if not rows:
         return
-    parameters: list[Any] = rows
-    if order is not None:
-        parameters = [tuple(row[name] for name in order) for row in rows]
-    if len(parameters) == 1:
-        connection.exec_driver_sql(sql, parameters[0])
-    else:
-        connection.exec_driver_sql(sql, parameters)
+    if connection.dialect.name == "postgresql" and len(rows) >= _COPY_THRESHOLD:
+        _copy_rows(connection, table, columns, rows)
+        return
+    key = (table.name, connection.dialect.name, columns)
+    sql = _INSERT_SQL.get(key)
+    if sql is None:
+        quote = connection.dialect.identifier_preparer.quote
+        sql = _INSERT_SQL[key] = (
+            f"INSERT INTO {quote(table.name)} ({', '.join(quote(name) for name in columns)})"
+            f" VALUES ({', '.join([_marker(connection)] * len(columns))})"
+        )
+    with _driver_errors(connection, sql):
+        cursor = _dbapi_connection(connection).cursor()
+        try:
+            if len(rows) == 1:
+                cursor.execute(sql, rows[0])
+            else:
+                cursor.executemany(sql, rows)
+        finally:
+            cursor.close()
 
 
 _COPY_THRESHOLD = 16
 """From this many rows on, PostgreSQL inserts go through COPY (one round trip)."""
 
 
-def _copy_rows(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+def _copy_rows(
+    connection: Connection, table: Table, columns: tuple[str, ...], rows: Sequence[Any]
+) -> None:
     """Bulk insert with PostgreSQL's COPY, inside the caller's transaction."""
-    names = [column.name for column in table.columns]
-    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        with cursor.copy(f"COPY {table.name} ({', '.join(names)}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row([row[name] for name in names])
-    finally:
-        cursor.close()
+    quote = connection.dialect.identifier_preparer.quote
+    statement = (
+        f"COPY {quote(table.name)} ({', '.join(quote(name) for name in columns)}) FROM STDIN"
+    )
+    with _driver_errors(connection, statement):
+        cursor = _dbapi_connection(connection).cursor()
+        try:
+            with cursor.copy(statement) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        finally:
+            cursor.close()
 
 
 _UPDATE_ACCOUNTS_FROM_ARRAYS = text(
@@ -923,23 +964,48 @@ _UPDATE_ACCOUNTS_FROM_ARRAYS = text(
 )
 
 
-def _update_accounts(connection: Connection, rows: list[dict[str, Any]]) -> None:
+_UPDATED_ACCOUNT_COLUMNS: Final = (
+    "status",
+    "debit_limit_minor",
+    "debits_posted",
+    "credits_posted",
+    "debits_pending",
+    "credits_pending",
+)
+"""What a batch may change in an account row; update rows end with the account id."""
+
+
+def _update_accounts(connection: Connection, rows: list[tuple[Any, ...]]) -> None:
     """Write changed account totals: one statement on PostgreSQL, executemany on SQLite."""
-    if connection.dialect.name != "postgresql" or len(rows) < _COPY_THRESHOLD:
-        connection.execute(_UPDATE_ACCOUNT, rows)
+    if connection.dialect.name == "postgresql" and len(rows) >= _COPY_THRESHOLD:
+        statuses, limits, debits_posted, credits_posted, debits_pending, credits_pending, ids = (
+            list(column) for column in zip(*rows, strict=True)
+        )
+        connection.execute(
+            _UPDATE_ACCOUNTS_FROM_ARRAYS,
+            {
+                "ids": ids,
+                "statuses": statuses,
+                "limits": limits,
+                "debits_posted": debits_posted,
+                "credits_posted": credits_posted,
+                "debits_pending": debits_pending,
+                "credits_pending": credits_pending,
+            },
+        )
         return
-    connection.execute(
-        _UPDATE_ACCOUNTS_FROM_ARRAYS,
-        {
-            "ids": [row["b_id"] for row in rows],
-            "statuses": [row["status"] for row in rows],
-            "limits": [row["debit_limit_minor"] for row in rows],
-            "debits_posted": [row["debits_posted"] for row in rows],
-            "credits_posted": [row["credits_posted"] for row in rows],
-            "debits_pending": [row["debits_pending"] for row in rows],
-            "credits_pending": [row["credits_pending"] for row in rows],
-        },
-    )
+    marker = _marker(connection)
+    assignments = ", ".join(f"{name} = {marker}" for name in _UPDATED_ACCOUNT_COLUMNS)
+    sql = f"UPDATE accounts SET {assignments} WHERE id = {marker}"
+    with _driver_errors(connection, sql):
+        cursor = _dbapi_connection(connection).cursor()
+        try:
+            if len(rows) == 1:
+                cursor.execute(sql, rows[0])
+            else:
+                cursor.executemany(sql, rows)
+        finally:
+            cursor.close()
 
 
 def _select_in(
@@ -1057,22 +1123,55 @@ def _account_state(row: Any) -> AccountState:
     )
 
 
-def _account_row(state: AccountState, key: str = "id") -> dict[str, Any]:
-    return {
-        key: state.id,
-        "owner": state.owner,
-        "currency": state.currency,
-        "normal_side": state.normal_side.value,
-        "flags": ",".join(sorted(flag.value for flag in state.flags)),
-        "debit_limit_minor": state.debit_limit_minor,
-        "metadata": state.metadata.decode("utf-8"),
-        "status": state.status.value,
-        "journal_index": state.journal_index,
-        "debits_posted": state.debits_posted,
-        "credits_posted": state.credits_posted,
-        "debits_pending": state.debits_pending,
-        "credits_pending": state.credits_pending,
-    }
+_ACCOUNT_COLUMNS: Final = (
+    "id",
+    "owner",
+    "currency",
+    "normal_side",
+    "flags",
+    "debit_limit_minor",
+    "metadata",
+    "status",
+    "journal_index",
+    "debits_posted",
+    "credits_posted",
+    "debits_pending",
+    "credits_pending",
+)
+
+_SIGNING_KEY_COLUMNS: Final = ("signer", "first_index", "last_index", "public_key")
+
+
+def _account_row(state: AccountState) -> tuple[Any, ...]:
+    """A new account's row, in the order of ``_ACCOUNT_COLUMNS``."""
+    return (
+        state.id,
+        state.owner,
+        state.currency,
+        state.normal_side.value,
+        ",".join(sorted(flag.value for flag in state.flags)),
+        state.debit_limit_minor,
+        state.metadata.decode("utf-8"),
+        state.status.value,
+        state.journal_index,
+        state.debits_posted,
+        state.credits_posted,
+        state.debits_pending,
+        state.credits_pending,
+    )
+
+
+def _account_update_row(state: AccountState) -> tuple[Any, ...]:
+    """A changed account's ``_UPDATED_ACCOUNT_COLUMNS``, then its id."""
+    return (
+        state.status.value,
+        state.debit_limit_minor,
+        state.debits_posted,
+        state.credits_posted,
+        state.debits_pending,
+        state.credits_pending,
+        state.id,
+    )
 
 
 def _account(row: Any) -> Account:
