@@ -216,3 +216,73 @@ offtake_price_fixings = Table(
     Column("journal_index", BigInteger, nullable=False),
 )
 """Published daily prices (``OfftakeService.PublishPriceFixings``): one per metal and day."""
+
+# -- export-credit loans (settlement.loans.projection) ------------------------
+
+loan_facilities = Table(
+    "loan_facilities",
+    metadata,
+    Column("facility_id", String(64), primary_key=True),
+    Column("lender_id", String(64), nullable=False, index=True),
+    Column("borrower_bank_id", String(64), nullable=False, index=True),
+    Column("state", String(32), nullable=False),
+    Column("record", Text, nullable=False),
+    Column("journal_index", BigInteger, nullable=False, unique=True),
+    Column("leaf_hash", LargeBinary(32), nullable=False),
+    Column("updated_journal_index", BigInteger, nullable=False),
+    Column("schedule_journal_index", BigInteger, nullable=True),
+    Column("schedule_leaf_hash", LargeBinary(32), nullable=True),
+)
+"""One row per facility: ``record`` is the canonical JSON of the fold of its
+loan events (``settlement.loans.flow.record_document``); the receipts are
+those of its creation and of its schedule."""
+
+loan_facility_history = Table(
+    "loan_facility_history",
+    metadata,
+    Column("facility_id", String(64), primary_key=True),
+    Column("sequence", Integer, primary_key=True),
+    Column("event", String(40), nullable=False),
+    Column("from_state", String(32), nullable=False),
+    Column("to_state", String(32), nullable=False),
+    Column("business_date", String(10), nullable=False),
+    Column("participant_id", String(64), nullable=False),
+    Column("instruction_id", String(128), nullable=False),
+    Column("journal_index", BigInteger, nullable=False, unique=True),
+    Column("leaf_hash", LargeBinary(32), nullable=False),
+    Column("committed_at_us", BigInteger, nullable=False),
+)
+"""Every change of a facility's state, in order."""
+
+loan_disbursements = Table(
+    "loan_disbursements",
+    metadata,
+    Column("disbursement_id", String(128), primary_key=True),
+    Column("facility_id", String(64), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("supplier_bank_id", String(64), nullable=False, index=True),
+    Column("request", Text, nullable=False),
+    Column("decision", Text, nullable=False),
+    Column("journal_index", BigInteger, nullable=False, unique=True),
+    Column("leaf_hash", LargeBinary(32), nullable=False),
+    Column("decision_journal_index", BigInteger, nullable=True, unique=True),
+    Column("decision_leaf_hash", LargeBinary(32), nullable=True),
+    Index("loan_disbursements_by_number", "facility_id", "number", unique=True),
+)
+"""Disbursement requests and their decisions: ``request`` and ``decision`` are
+the canonical JSON of the two events' bodies ("" while undecided)."""
+
+loan_repayments = Table(
+    "loan_repayments",
+    metadata,
+    Column("repayment_id", String(128), primary_key=True),
+    Column("facility_id", String(64), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("details", Text, nullable=False),
+    Column("journal_index", BigInteger, nullable=False, unique=True),
+    Column("leaf_hash", LargeBinary(32), nullable=False),
+    Column("committed_at_us", BigInteger, nullable=False),
+    Index("loan_repayments_by_number", "facility_id", "number", unique=True),
+)
+"""Repayments: ``details`` is the canonical JSON of the repayment event's body."""

@@ -93,9 +93,9 @@ Transactions (ids are fixed by the facility, so an auditor finds them by
 name; every one carries the signed instruction that caused it):
 
 - a disbursement (ReviewDisbursement, approved): the payment of the
-  supplier's invoice, lender's settlement account -> the supplier's bank's
-  settlement account, USD (transaction
-  `loan:<facility_id>:disbursement:<n>:payment`), and, in the same commit,
+  supplier's invoice by PaymentService's flow, lender's settlement account
+  -> the supplier's bank's settlement account, USD (transaction
+  `payment:<uetr>`, reserved and settled), and, in the same commit,
   `loan:<facility_id>:disbursement:<n>`: debit principal (the amount, plus
   a financed exposure fee), credit cash_clearing (the amount) and
   fee_income (a financed fee); a cash-paid exposure fee adds debit
@@ -107,7 +107,7 @@ name; every one carries the signed instruction that caused it):
   interest); legs of zero are left out, and a date that accrues nothing
   at all has no transaction (its event still records it);
 - a repayment: the payment from the borrower bank to the lender's
-  settlement account (`loan:<facility_id>:repayment:<n>:payment`; PKR
+  settlement account by PaymentService's flow (`payment:<uetr>`; PKR
   converted to USD through an FX quote and settled payment versus
   payment when a quote is given) and `loan:<facility_id>:repayment:<n>`:
   debit cash_clearing (the USD applied), credit fees_receivable,
@@ -480,6 +480,8 @@ class FacilityTerms(_message.Message):
     GRACE_PERIOD_MONTHS_FIELD_NUMBER: _builtins.int
     DEFAULT_MARGIN_PERCENT_FIELD_NUMBER: _builtins.int
     CONDITIONS_PRECEDENT_FIELD_NUMBER: _builtins.int
+    BORROWER_NAME_FIELD_NUMBER: _builtins.int
+    BORROWER_IBAN_FIELD_NUMBER: _builtins.int
     facility_id: _builtins.str
     """1..64 characters of A-Z, a-z, 0-9, ".", "_", "-": names the facility's
     accounts and ledger entries.
@@ -529,6 +531,12 @@ class FacilityTerms(_message.Message):
     grace_period_months: _builtins.int
     default_margin_percent: _builtins.str
     """Percent per annum of default interest on overdue amounts."""
+    borrower_name: _builtins.str
+    """The borrower's legal name (1..140 characters) and its account at the
+    borrower bank (an IBAN): the debtor of every disbursement paid on its
+    behalf and of every repayment. Screened with each payment.
+    """
+    borrower_iban: _builtins.str
     @_builtins.property
     def conditions_precedent(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConditionPrecedent]:
         """At most 200."""
@@ -558,10 +566,12 @@ class FacilityTerms(_message.Message):
         grace_period_months: _builtins.int = ...,
         default_margin_percent: _builtins.str = ...,
         conditions_precedent: _abc.Iterable[Global___ConditionPrecedent] | None = ...,
+        borrower_name: _builtins.str = ...,
+        borrower_iban: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["availability_end", b"availability_end", "availability_start", b"availability_start", "borrower_bank_id", b"borrower_bank_id", "borrower_id", b"borrower_id", "commitment_fee_percent", b"commitment_fee_percent", "commitment_minor", b"commitment_minor", "conditions_precedent", b"conditions_precedent", "currency", b"currency", "day_count", b"day_count", "default_margin_percent", b"default_margin_percent", "exposure_fee_percent", b"exposure_fee_percent", "exposure_fee_settlement", b"exposure_fee_settlement", "exposure_fee_timing", b"exposure_fee_timing", "facility_id", b"facility_id", "fixed_rate_percent", b"fixed_rate_percent", "grace_period_months", b"grace_period_months", "guarantor_id", b"guarantor_id", "instalment_count", b"instalment_count", "interest_type", b"interest_type", "margin_percent", b"margin_percent", "reference_floor_percent", b"reference_floor_percent", "reference_rate", b"reference_rate"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["availability_end", b"availability_end", "availability_start", b"availability_start", "borrower_bank_id", b"borrower_bank_id", "borrower_iban", b"borrower_iban", "borrower_id", b"borrower_id", "borrower_name", b"borrower_name", "commitment_fee_percent", b"commitment_fee_percent", "commitment_minor", b"commitment_minor", "conditions_precedent", b"conditions_precedent", "currency", b"currency", "day_count", b"day_count", "default_margin_percent", b"default_margin_percent", "exposure_fee_percent", b"exposure_fee_percent", "exposure_fee_settlement", b"exposure_fee_settlement", "exposure_fee_timing", b"exposure_fee_timing", "facility_id", b"facility_id", "fixed_rate_percent", b"fixed_rate_percent", "grace_period_months", b"grace_period_months", "guarantor_id", b"guarantor_id", "instalment_count", b"instalment_count", "interest_type", b"interest_type", "margin_percent", b"margin_percent", "reference_floor_percent", b"reference_floor_percent", "reference_rate", b"reference_rate"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

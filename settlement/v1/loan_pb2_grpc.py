@@ -138,6 +138,8 @@ class LoanServiceServicer:
         grace_period_months_must_be_in_range,
         default_margin_percent_must_be_valid,
         conditions_precedent_must_be_valid;
+        INVALID_ARGUMENT name_must_be_valid (borrower_name),
+        iban_must_be_valid (borrower_iban);
         (idempotency) OK, ALREADY_EXISTED; ALREADY_EXISTS
         exists_with_different_body;
         NOT_FOUND participant_must_exist (`borrower_bank_id` is not a
@@ -248,6 +250,14 @@ class LoanServiceServicer:
         approves it. Its id is the instruction id. BANK only (the borrower
         bank).
 
+        The approved disbursement is a payment of PaymentService (status ACSC,
+        by its UETR, visible there to the lender and the supplier's bank):
+        debtor the borrower (`borrower_name`, `borrower_iban`), debtor agent the
+        lender, creditor the supplier, creditor agent the supplier's bank,
+        remittance information the invoice. Its ledger transaction
+        `payment:<uetr>` (reserved and settled in the same commit) and the loan's
+        booking are one commit.
+
         Instruction: `RequestDisbursementInstruction`. Errors, after the common
         checks: INVALID_ARGUMENT facility_id_must_be_valid, name_must_be_valid,
         account_number_must_be_valid, routing_number_must_be_valid,
@@ -285,9 +295,11 @@ class LoanServiceServicer:
         disbursement_must_exist; FAILED_PRECONDITION
         decision_must_be_specified, disbursement_must_be_requested (decided
         already), then for an approval the FAILED_PRECONDITION codes of
-        RequestDisbursement, and exceeds_credits (the lender's settlement
-        account cannot pay it); UNAUTHENTICATED signer_must_be_known,
-        signature_invalid.
+        RequestDisbursement; ALREADY_EXISTS uetr_taken; FAILED_PRECONDITION
+        parties_must_pass_screening (the payment's screening of the borrower
+        or the supplier hits: nothing is paid, nothing held), exceeds_credits
+        (the lender's settlement account cannot pay it); UNAUTHENTICATED
+        signer_must_be_known, signature_invalid.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -309,8 +321,8 @@ class LoanServiceServicer:
         instruction_id_must_be_accrual_id; (idempotency); NOT_FOUND
         facility_must_exist; FAILED_PRECONDITION facility_must_be_accruing
         (before AVAILABLE, or CLOSED), business_date_must_be_next_accrual_date,
-        rate_fixing_must_be_supplied (a floating facility, for the period
-        that starts after this date); UNAUTHENTICATED signer_must_be_known,
+        rate_fixing_must_be_supplied (a floating facility without the fixing
+        of the date's interest period); UNAUTHENTICATED signer_must_be_known,
         signature_invalid.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -337,10 +349,18 @@ class LoanServiceServicer:
         facility_must_exist, quote_must_exist; FAILED_PRECONDITION
         facility_must_be_repayable (nothing disbursed yet, or CLOSED),
         value_date_must_be_business_date,
-        repayment_must_not_exceed_outstanding, quote_must_match (not the
-        caller's PKR -> USD quote for the amount), quote_expired, quote_used,
-        exceeds_credits (the borrower bank cannot pay it); UNAUTHENTICATED
+        repayment_must_not_exceed_outstanding; ALREADY_EXISTS uetr_taken;
+        FAILED_PRECONDITION quote_expired, quote_used, quote_must_match (not
+        the caller's PKR -> USD quote whose receive amount is the amount),
+        parties_must_pass_screening, exceeds_credits (the borrower bank, or
+        the FX provider's USD liquidity, cannot pay it); UNAUTHENTICATED
         signer_must_be_known, signature_invalid.
+
+        The repayment is a payment of PaymentService (ACSC, by its UETR):
+        debtor the borrower, debtor agent the borrower bank, creditor and
+        creditor agent the lender; with a quote, payment versus payment through
+        the quote's FX provider. Its transaction `payment:<uetr>` and the loan's
+        booking are one commit.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -93,9 +93,9 @@ Transactions (ids are fixed by the facility, so an auditor finds them by
 name; every one carries the signed instruction that caused it):
 
 - a disbursement (ReviewDisbursement, approved): the payment of the
-  supplier's invoice, lender's settlement account -> the supplier's bank's
-  settlement account, USD (transaction
-  `loan:<facility_id>:disbursement:<n>:payment`), and, in the same commit,
+  supplier's invoice by PaymentService's flow, lender's settlement account
+  -> the supplier's bank's settlement account, USD (transaction
+  `payment:<uetr>`, reserved and settled), and, in the same commit,
   `loan:<facility_id>:disbursement:<n>`: debit principal (the amount, plus
   a financed exposure fee), credit cash_clearing (the amount) and
   fee_income (a financed fee); a cash-paid exposure fee adds debit
@@ -107,7 +107,7 @@ name; every one carries the signed instruction that caused it):
   interest); legs of zero are left out, and a date that accrues nothing
   at all has no transaction (its event still records it);
 - a repayment: the payment from the borrower bank to the lender's
-  settlement account (`loan:<facility_id>:repayment:<n>:payment`; PKR
+  settlement account by PaymentService's flow (`payment:<uetr>`; PKR
   converted to USD through an FX quote and settled payment versus
   payment when a quote is given) and `loan:<facility_id>:repayment:<n>`:
   debit cash_clearing (the USD applied), credit fees_receivable,
@@ -203,6 +203,8 @@ class LoanServiceStub:
         grace_period_months_must_be_in_range,
         default_margin_percent_must_be_valid,
         conditions_precedent_must_be_valid;
+      INVALID_ARGUMENT name_must_be_valid (borrower_name),
+        iban_must_be_valid (borrower_iban);
       (idempotency) OK, ALREADY_EXISTED; ALREADY_EXISTS
         exists_with_different_body;
       NOT_FOUND participant_must_exist (`borrower_bank_id` is not a
@@ -293,6 +295,14 @@ class LoanServiceStub:
     approves it. Its id is the instruction id. BANK only (the borrower
     bank).
 
+    The approved disbursement is a payment of PaymentService (status ACSC,
+    by its UETR, visible there to the lender and the supplier's bank):
+    debtor the borrower (`borrower_name`, `borrower_iban`), debtor agent the
+    lender, creditor the supplier, creditor agent the supplier's bank,
+    remittance information the invoice. Its ledger transaction
+    `payment:<uetr>` (reserved and settled in the same commit) and the loan's
+    booking are one commit.
+
     Instruction: `RequestDisbursementInstruction`. Errors, after the common
     checks: INVALID_ARGUMENT facility_id_must_be_valid, name_must_be_valid,
       account_number_must_be_valid, routing_number_must_be_valid,
@@ -326,9 +336,11 @@ class LoanServiceStub:
       disbursement_must_exist; FAILED_PRECONDITION
       decision_must_be_specified, disbursement_must_be_requested (decided
       already), then for an approval the FAILED_PRECONDITION codes of
-      RequestDisbursement, and exceeds_credits (the lender's settlement
-      account cannot pay it); UNAUTHENTICATED signer_must_be_known,
-      signature_invalid.
+      RequestDisbursement; ALREADY_EXISTS uetr_taken; FAILED_PRECONDITION
+      parties_must_pass_screening (the payment's screening of the borrower
+      or the supplier hits: nothing is paid, nothing held), exceeds_credits
+      (the lender's settlement account cannot pay it); UNAUTHENTICATED
+      signer_must_be_known, signature_invalid.
     """
     AccrueInterest: _grpc.UnaryUnaryMultiCallable[_loan_pb2.AccrueInterestRequest, _loan_pb2.AccrueInterestResponse]
     """Accrues one business date: interest on the outstanding principal,
@@ -346,8 +358,8 @@ class LoanServiceStub:
       instruction_id_must_be_accrual_id; (idempotency); NOT_FOUND
       facility_must_exist; FAILED_PRECONDITION facility_must_be_accruing
       (before AVAILABLE, or CLOSED), business_date_must_be_next_accrual_date,
-      rate_fixing_must_be_supplied (a floating facility, for the period
-      that starts after this date); UNAUTHENTICATED signer_must_be_known,
+      rate_fixing_must_be_supplied (a floating facility without the fixing
+      of the date's interest period); UNAUTHENTICATED signer_must_be_known,
       signature_invalid.
     """
     Repay: _grpc.UnaryUnaryMultiCallable[_loan_pb2.RepayRequest, _loan_pb2.RepayResponse]
@@ -370,10 +382,18 @@ class LoanServiceStub:
       facility_must_exist, quote_must_exist; FAILED_PRECONDITION
       facility_must_be_repayable (nothing disbursed yet, or CLOSED),
       value_date_must_be_business_date,
-      repayment_must_not_exceed_outstanding, quote_must_match (not the
-      caller's PKR -> USD quote for the amount), quote_expired, quote_used,
-      exceeds_credits (the borrower bank cannot pay it); UNAUTHENTICATED
+      repayment_must_not_exceed_outstanding; ALREADY_EXISTS uetr_taken;
+      FAILED_PRECONDITION quote_expired, quote_used, quote_must_match (not
+      the caller's PKR -> USD quote whose receive amount is the amount),
+      parties_must_pass_screening, exceeds_credits (the borrower bank, or
+      the FX provider's USD liquidity, cannot pay it); UNAUTHENTICATED
       signer_must_be_known, signature_invalid.
+
+    The repayment is a payment of PaymentService (ACSC, by its UETR):
+    debtor the borrower, debtor agent the borrower bank, creditor and
+    creditor agent the lender; with a quote, payment versus payment through
+    the quote's FX provider. Its transaction `payment:<uetr>` and the loan's
+    booking are one commit.
     """
     GetFacility: _grpc.UnaryUnaryMultiCallable[_loan_pb2.GetFacilityRequest, _loan_pb2.GetFacilityResponse]
     """A facility with its figures now. Errors: INVALID_ARGUMENT
@@ -429,6 +449,8 @@ class LoanServiceAsyncStub(LoanServiceStub):
         grace_period_months_must_be_in_range,
         default_margin_percent_must_be_valid,
         conditions_precedent_must_be_valid;
+      INVALID_ARGUMENT name_must_be_valid (borrower_name),
+        iban_must_be_valid (borrower_iban);
       (idempotency) OK, ALREADY_EXISTED; ALREADY_EXISTS
         exists_with_different_body;
       NOT_FOUND participant_must_exist (`borrower_bank_id` is not a
@@ -519,6 +541,14 @@ class LoanServiceAsyncStub(LoanServiceStub):
     approves it. Its id is the instruction id. BANK only (the borrower
     bank).
 
+    The approved disbursement is a payment of PaymentService (status ACSC,
+    by its UETR, visible there to the lender and the supplier's bank):
+    debtor the borrower (`borrower_name`, `borrower_iban`), debtor agent the
+    lender, creditor the supplier, creditor agent the supplier's bank,
+    remittance information the invoice. Its ledger transaction
+    `payment:<uetr>` (reserved and settled in the same commit) and the loan's
+    booking are one commit.
+
     Instruction: `RequestDisbursementInstruction`. Errors, after the common
     checks: INVALID_ARGUMENT facility_id_must_be_valid, name_must_be_valid,
       account_number_must_be_valid, routing_number_must_be_valid,
@@ -552,9 +582,11 @@ class LoanServiceAsyncStub(LoanServiceStub):
       disbursement_must_exist; FAILED_PRECONDITION
       decision_must_be_specified, disbursement_must_be_requested (decided
       already), then for an approval the FAILED_PRECONDITION codes of
-      RequestDisbursement, and exceeds_credits (the lender's settlement
-      account cannot pay it); UNAUTHENTICATED signer_must_be_known,
-      signature_invalid.
+      RequestDisbursement; ALREADY_EXISTS uetr_taken; FAILED_PRECONDITION
+      parties_must_pass_screening (the payment's screening of the borrower
+      or the supplier hits: nothing is paid, nothing held), exceeds_credits
+      (the lender's settlement account cannot pay it); UNAUTHENTICATED
+      signer_must_be_known, signature_invalid.
     """
     AccrueInterest: _aio.UnaryUnaryMultiCallable[_loan_pb2.AccrueInterestRequest, _loan_pb2.AccrueInterestResponse]  # type: ignore[assignment]
     """Accrues one business date: interest on the outstanding principal,
@@ -572,8 +604,8 @@ class LoanServiceAsyncStub(LoanServiceStub):
       instruction_id_must_be_accrual_id; (idempotency); NOT_FOUND
       facility_must_exist; FAILED_PRECONDITION facility_must_be_accruing
       (before AVAILABLE, or CLOSED), business_date_must_be_next_accrual_date,
-      rate_fixing_must_be_supplied (a floating facility, for the period
-      that starts after this date); UNAUTHENTICATED signer_must_be_known,
+      rate_fixing_must_be_supplied (a floating facility without the fixing
+      of the date's interest period); UNAUTHENTICATED signer_must_be_known,
       signature_invalid.
     """
     Repay: _aio.UnaryUnaryMultiCallable[_loan_pb2.RepayRequest, _loan_pb2.RepayResponse]  # type: ignore[assignment]
@@ -596,10 +628,18 @@ class LoanServiceAsyncStub(LoanServiceStub):
       facility_must_exist, quote_must_exist; FAILED_PRECONDITION
       facility_must_be_repayable (nothing disbursed yet, or CLOSED),
       value_date_must_be_business_date,
-      repayment_must_not_exceed_outstanding, quote_must_match (not the
-      caller's PKR -> USD quote for the amount), quote_expired, quote_used,
-      exceeds_credits (the borrower bank cannot pay it); UNAUTHENTICATED
+      repayment_must_not_exceed_outstanding; ALREADY_EXISTS uetr_taken;
+      FAILED_PRECONDITION quote_expired, quote_used, quote_must_match (not
+      the caller's PKR -> USD quote whose receive amount is the amount),
+      parties_must_pass_screening, exceeds_credits (the borrower bank, or
+      the FX provider's USD liquidity, cannot pay it); UNAUTHENTICATED
       signer_must_be_known, signature_invalid.
+
+    The repayment is a payment of PaymentService (ACSC, by its UETR):
+    debtor the borrower, debtor agent the borrower bank, creditor and
+    creditor agent the lender; with a quote, payment versus payment through
+    the quote's FX provider. Its transaction `payment:<uetr>` and the loan's
+    booking are one commit.
     """
     GetFacility: _aio.UnaryUnaryMultiCallable[_loan_pb2.GetFacilityRequest, _loan_pb2.GetFacilityResponse]  # type: ignore[assignment]
     """A facility with its figures now. Errors: INVALID_ARGUMENT
@@ -658,6 +698,8 @@ class LoanServiceServicer(metaclass=_abc_1.ABCMeta):
             grace_period_months_must_be_in_range,
             default_margin_percent_must_be_valid,
             conditions_precedent_must_be_valid;
+          INVALID_ARGUMENT name_must_be_valid (borrower_name),
+            iban_must_be_valid (borrower_iban);
           (idempotency) OK, ALREADY_EXISTED; ALREADY_EXISTS
             exists_with_different_body;
           NOT_FOUND participant_must_exist (`borrower_bank_id` is not a
@@ -778,6 +820,14 @@ class LoanServiceServicer(metaclass=_abc_1.ABCMeta):
         approves it. Its id is the instruction id. BANK only (the borrower
         bank).
 
+        The approved disbursement is a payment of PaymentService (status ACSC,
+        by its UETR, visible there to the lender and the supplier's bank):
+        debtor the borrower (`borrower_name`, `borrower_iban`), debtor agent the
+        lender, creditor the supplier, creditor agent the supplier's bank,
+        remittance information the invoice. Its ledger transaction
+        `payment:<uetr>` (reserved and settled in the same commit) and the loan's
+        booking are one commit.
+
         Instruction: `RequestDisbursementInstruction`. Errors, after the common
         checks: INVALID_ARGUMENT facility_id_must_be_valid, name_must_be_valid,
           account_number_must_be_valid, routing_number_must_be_valid,
@@ -817,9 +867,11 @@ class LoanServiceServicer(metaclass=_abc_1.ABCMeta):
           disbursement_must_exist; FAILED_PRECONDITION
           decision_must_be_specified, disbursement_must_be_requested (decided
           already), then for an approval the FAILED_PRECONDITION codes of
-          RequestDisbursement, and exceeds_credits (the lender's settlement
-          account cannot pay it); UNAUTHENTICATED signer_must_be_known,
-          signature_invalid.
+          RequestDisbursement; ALREADY_EXISTS uetr_taken; FAILED_PRECONDITION
+          parties_must_pass_screening (the payment's screening of the borrower
+          or the supplier hits: nothing is paid, nothing held), exceeds_credits
+          (the lender's settlement account cannot pay it); UNAUTHENTICATED
+          signer_must_be_known, signature_invalid.
         """
 
     @_abc_1.abstractmethod
@@ -843,8 +895,8 @@ class LoanServiceServicer(metaclass=_abc_1.ABCMeta):
           instruction_id_must_be_accrual_id; (idempotency); NOT_FOUND
           facility_must_exist; FAILED_PRECONDITION facility_must_be_accruing
           (before AVAILABLE, or CLOSED), business_date_must_be_next_accrual_date,
-          rate_fixing_must_be_supplied (a floating facility, for the period
-          that starts after this date); UNAUTHENTICATED signer_must_be_known,
+          rate_fixing_must_be_supplied (a floating facility without the fixing
+          of the date's interest period); UNAUTHENTICATED signer_must_be_known,
           signature_invalid.
         """
 
@@ -873,10 +925,18 @@ class LoanServiceServicer(metaclass=_abc_1.ABCMeta):
           facility_must_exist, quote_must_exist; FAILED_PRECONDITION
           facility_must_be_repayable (nothing disbursed yet, or CLOSED),
           value_date_must_be_business_date,
-          repayment_must_not_exceed_outstanding, quote_must_match (not the
-          caller's PKR -> USD quote for the amount), quote_expired, quote_used,
-          exceeds_credits (the borrower bank cannot pay it); UNAUTHENTICATED
+          repayment_must_not_exceed_outstanding; ALREADY_EXISTS uetr_taken;
+          FAILED_PRECONDITION quote_expired, quote_used, quote_must_match (not
+          the caller's PKR -> USD quote whose receive amount is the amount),
+          parties_must_pass_screening, exceeds_credits (the borrower bank, or
+          the FX provider's USD liquidity, cannot pay it); UNAUTHENTICATED
           signer_must_be_known, signature_invalid.
+
+        The repayment is a payment of PaymentService (ACSC, by its UETR):
+        debtor the borrower, debtor agent the borrower bank, creditor and
+        creditor agent the lender; with a quote, payment versus payment through
+        the quote's FX provider. Its transaction `payment:<uetr>` and the loan's
+        booking are one commit.
         """
 
     @_abc_1.abstractmethod
