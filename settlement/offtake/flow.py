@@ -1167,10 +1167,12 @@ class OfftakeFlows:
         number = order.remittance_information
         async with self._writes:
             invoice = await asyncio.to_thread(self._visible_invoice, caller, number)
-            retry = await asyncio.to_thread(
-                payments_projection.payment_by_instruction, self.hub.ledger, signed.instruction_id
+            existing = await asyncio.to_thread(
+                payments_projection.payment_by_uetr, self.hub.ledger, order.uetr
             )
-            if retry is None:
+            # A retry of a committed payment skips the checks: the payment flow answers it.
+            retry = existing is not None and existing.instruction_id == signed.instruction_id
+            if not retry:
                 await asyncio.to_thread(self._check_payment, caller, invoice, order)
             receipt, payment = await self.payments.submit_payment(caller, order, signed)
             if payment.status == ACSC and payment.remittance_information == invoice.invoice_id:
