@@ -30,6 +30,7 @@ from ledger.store import Ledger
 from settlement import metrics, migrations
 from settlement.auth import Caller, Role
 from settlement.lease import WriterLease
+from settlement.loans.projection import LoansProjection
 from settlement.offtake.projection import OfftakeProjection
 from settlement.payments.projection import PaymentsProjection
 from settlement.registry import ParticipantsProjection, Registry, registration_event
@@ -136,7 +137,12 @@ def _open_hub_blocking(settings: HubSettings) -> Hub:
     ledger = Ledger(
         settings.database,
         log=log_settings,
-        projections=[ParticipantsProjection(), PaymentsProjection(), OfftakeProjection()],
+        projections=[
+            ParticipantsProjection(),
+            PaymentsProjection(),
+            OfftakeProjection(),
+            LoansProjection(),
+        ],
     )
     engine = create_engine(ledger.url)
     try:

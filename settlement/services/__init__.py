@@ -8,10 +8,11 @@ from typing import Any
 import grpc
 
 from settlement.hub import Hub
-from settlement.services import audit, ledger_service, offtake, participant, payment
+from settlement.services import audit, ledger_service, loan, offtake, participant, payment
 from settlement.v1 import (
     audit_pb2_grpc,
     ledger_pb2_grpc,
+    loan_pb2_grpc,
     offtake_pb2_grpc,
     participant_pb2_grpc,
     payment_pb2_grpc,
@@ -47,6 +48,12 @@ def add_services(server: grpc.aio.Server, hub: Hub) -> list[str]:
             offtake.SERVICE_NAME,
             offtake.OfftakeService(hub, payments.flows),
             offtake_pb2_grpc.add_OfftakeServiceServicer_to_server,
+        ),
+        (
+            # Disbursements and repayments are payments of the payment flow.
+            loan.SERVICE_NAME,
+            loan.LoanService(hub, payments.flows),
+            loan_pb2_grpc.add_LoanServiceServicer_to_server,
         ),
     ]
     for _, servicer, add_to_server in services:
