@@ -9,6 +9,7 @@ where they fail: CI must never pass by skipping the production store.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import uuid
@@ -17,8 +18,14 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
+import structlog
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+
+# In-process servers log every call at info level; tests keep warnings and
+# errors only, so a failing test's output shows what matters. (A server that
+# runs `settlement serve` configures its own JSON logging.)
+structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
 POSTGRES_ENV = "SETTLEMENT_TEST_POSTGRES_URL"
 ENABLE_HINT = (
