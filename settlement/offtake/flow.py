@@ -75,6 +75,7 @@ from settlement.errors import (
     InvalidArgument,
     NotFoundError,
     PermissionDenied,
+    ResourceExhausted,
 )
 from settlement.hub import Hub
 from settlement.offtake import projection
@@ -135,7 +136,7 @@ SELLER_PAYMENT_CURRENCIES: Final = ("USD", "PKR")
 
 PRICE_FIXINGS_PER_INSTRUCTION_MAX: Final = 100
 LOTS_PER_CONTRACT_MAX: Final = 1000
-"""A contract's lots are read in one view; a mine ships far fewer in a contract's life."""
+"""A contract's lots are read in one view (GetContract); a mine ships far fewer under one."""
 REASON_LENGTH_MAX: Final = 140
 
 INVOICE_CODE: Final = "OFFTAKE_INVOICE"
@@ -294,6 +295,10 @@ class QuotationalPeriodMustBeOver(FailedPrecondition):
 
 class InvoiceMustBeOutstanding(FailedPrecondition):
     code = "invoice_must_be_outstanding"
+
+
+class LotsMustNotExceedLimit(ResourceExhausted):
+    code = "lots_must_not_exceed_limit"
 
 
 class PaymentMustMatchInvoice(FailedPrecondition):
@@ -884,6 +889,12 @@ class OfftakeFlows:
         self._require_side(caller, contract, "seller", "records shipments")
         self._require_active(contract)
         after = apply_lot_event(LotStatus() if lot is None else _lot_status(lot), LotEvent.SHIPPED)
+        shipped = projection.lot_count(self.hub.ledger, contract.contract_id)
+        if shipped >= LOTS_PER_CONTRACT_MAX:
+            raise LotsMustNotExceedLimit(
+                f"contract {contract.contract_id!r} has {shipped} lots, the most one contract "
+                f"holds ({LOTS_PER_CONTRACT_MAX}); ship further lots under a new contract"
+            )
         terms = _agreement(contract).terms
         grades = _checked_grades(terms, shipment.grades, "provisional_grades")
         return [
@@ -1324,7 +1335,7 @@ class OfftakeFlows:
     def _contract_view(self, caller: Caller, contract_id: str) -> ContractView:
         ledger = self.hub.ledger
         contract = self._visible_contract(caller, contract_id)
-        lots = projection.lots_of_contract(ledger, contract_id)[:LOTS_PER_CONTRACT_MAX]
+        lots = projection.lots_of_contract(ledger, contract_id)
         invoices = projection.invoices_of_contract(ledger, contract_id)
         payments = self._payments_of(invoices)
         by_lot: dict[str, list[InvoiceView]] = {lot.lot_id: [] for lot in lots}

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, func, select, update
 
 from ledger import canonical
 from ledger.errors import IntegrityError
@@ -388,6 +388,16 @@ def lots_of_contract(ledger: Ledger, contract_id: str) -> list[LotRecord]:
             .order_by(offtake_lots.c.journal_index)
         ).all()
     return [_lot(row) for row in rows]
+
+
+def lot_count(ledger: Ledger, contract_id: str) -> int:
+    with ledger.reading() as connection:
+        count = connection.scalar(
+            select(func.count())
+            .select_from(offtake_lots)
+            .where(offtake_lots.c.contract_id == contract_id)
+        )
+    return int(count or 0)
 
 
 def invoice_by_id(ledger: Ledger, invoice_id: str) -> InvoiceRecord | None:

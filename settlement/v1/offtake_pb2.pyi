@@ -120,8 +120,10 @@ of their bodies, besides "contract_id" (and "lot_id" for lot events):
 
   offtake_contract_signed      side ("buyer"/"seller"), state,
                                buyer_bank_signed, seller_bank_signed,
-                               terms (the signed ContractTerms, proto3 JSON)
-  offtake_contract_changed     action, state
+                               buyer_bank_id, seller_bank_id, terms (the
+                               signed ContractTerms as the hub read them:
+                               field names as here, decimal strings)
+  offtake_contract_changed     action, state, reason
   offtake_price_fixings_published  fixings [{metal, fixing_date, price_usd}]
   offtake_lot_shipped          state, bill_of_lading_number,
                                bill_of_lading_date, weights, grades
@@ -131,9 +133,10 @@ of their bodies, besides "contract_id" (and "lot_id" for lot events):
   offtake_final_assays_recorded  state, assays [settled assay per element]
   offtake_lot_priced           state, quotational_period, prices [per metal:
                                fixings, sum_usd, price_usd]
-  offtake_invoice_paid         state, invoice_id, uetr, amount_minor,
+  offtake_invoice_paid         state, invoice_id, refund, uetr, amount_minor,
+                               debtor_agent_id, creditor_agent_id,
                                payment_transaction_id, transaction_id
-  offtake_lot_changed          action, state, disputed_from
+  offtake_lot_changed          action, state, disputed_from, reason
 
 `offtake_invoice_paid` is the hub's own entry (no instruction): it is
 justified by the payment's signed instruction, whose
@@ -825,7 +828,9 @@ class OfftakeLot(_message.Message):
     INVOICES_FIELD_NUMBER: _builtins.int
     contract_id: _builtins.str
     lot_id: _builtins.str
-    """1..24 characters of [A-Za-z0-9._-], unique within the contract."""
+    """1..24 characters of [A-Za-z0-9._-], unique within the contract (at
+    most 1,000 lots a contract).
+    """
     state: Global___OfftakeLotState.ValueType
     disputed_from: Global___OfftakeLotState.ValueType
     """While DISPUTED: the state the dispute was raised in."""

@@ -197,16 +197,18 @@ class OfftakeServiceServicer:
         order:
         INVALID_ARGUMENT contract_id_must_be_valid, lot_id_must_be_valid,
         text_must_be_valid (bill_of_lading_number), date_must_be_valid,
-        decimal_must_be_valid, element_must_be_unique;
+        decimal_must_be_valid, term_must_be_in_range, term_must_fit_decimals
+        (weights), element_must_be_unique;
         (idempotency) OK, ALREADY_EXISTED; ALREADY_EXISTS
         exists_with_different_body;
         NOT_FOUND contract_must_exist;
         PERMISSION_DENIED bank_must_act_for_its_side (not the seller's bank);
         FAILED_PRECONDITION contract_must_be_active,
         lot_transition_not_allowed (a lot with this id exists);
-        INVALID_ARGUMENT term_must_be_in_range, term_must_fit_decimals
-        (weights), grade_must_be_given, term_must_be_known (a grade for an
-        element the contract does not value);
+        RESOURCE_EXHAUSTED lots_must_not_exceed_limit (1,000 lots a contract);
+        INVALID_ARGUMENT term_must_be_known (a grade for an element the
+        contract does not value), grade_must_be_given,
+        term_must_be_in_range, term_must_fit_decimals (grades);
         UNAUTHENTICATED signer_must_be_known, signature_invalid.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -261,11 +263,17 @@ class OfftakeServiceServicer:
         and its status, and is not applied. Send the same request again once an
         operator released it: the hub then applies it.
 
+        A payment held for review that settles once the invoice no longer owes
+        it (paid meanwhile by another payment, or its lot disputed) is not
+        applied: the retry answers FAILED_PRECONDITION with the rule it breaks
+        (payment_must_not_exceed_outstanding, lot_transition_not_allowed); the
+        payment stays settled, visible with `PaymentService.GetPayment`.
+
         Instruction: a `settlement.v1.PaymentInstruction` (payment.proto), signed
         by the paying bank. Errors, after the common checks, in order:
-        INVALID_ARGUMENT text_must_be_valid (remittance_information must be an
-        invoice id);
-        NOT_FOUND invoice_must_exist;
+        INVALID_ARGUMENT the rules of `PaymentService.SubmitPayment`;
+        NOT_FOUND invoice_must_exist (`remittance_information` names no
+        invoice the caller may see);
         PERMISSION_DENIED bank_must_act_for_its_side (the caller is not the
         bank that owes the invoice: the buyer's bank, or the seller's bank
         for a refund);
@@ -288,7 +296,8 @@ class OfftakeServiceServicer:
         Instruction: `RecordArrivalInstruction`. Errors, after the common
         checks, in order:
         INVALID_ARGUMENT contract_id_must_be_valid, lot_id_must_be_valid,
-        date_must_be_valid, decimal_must_be_valid;
+        date_must_be_valid, decimal_must_be_valid, term_must_be_in_range,
+        term_must_fit_decimals (weights);
         (idempotency) OK, ALREADY_EXISTED; ALREADY_EXISTS
         exists_with_different_body;
         NOT_FOUND contract_must_exist;
@@ -296,8 +305,7 @@ class OfftakeServiceServicer:
         FAILED_PRECONDITION contract_must_be_active;
         NOT_FOUND lot_must_exist;
         FAILED_PRECONDITION lot_transition_not_allowed;
-        INVALID_ARGUMENT term_must_be_in_range, term_must_fit_decimals,
-        arrival_date_must_not_precede_shipment;
+        INVALID_ARGUMENT arrival_date_must_not_precede_shipment;
         UNAUTHENTICATED signer_must_be_known, signature_invalid.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -120,8 +120,10 @@ of their bodies, besides "contract_id" (and "lot_id" for lot events):
 
   offtake_contract_signed      side ("buyer"/"seller"), state,
                                buyer_bank_signed, seller_bank_signed,
-                               terms (the signed ContractTerms, proto3 JSON)
-  offtake_contract_changed     action, state
+                               buyer_bank_id, seller_bank_id, terms (the
+                               signed ContractTerms as the hub read them:
+                               field names as here, decimal strings)
+  offtake_contract_changed     action, state, reason
   offtake_price_fixings_published  fixings [{metal, fixing_date, price_usd}]
   offtake_lot_shipped          state, bill_of_lading_number,
                                bill_of_lading_date, weights, grades
@@ -131,9 +133,10 @@ of their bodies, besides "contract_id" (and "lot_id" for lot events):
   offtake_final_assays_recorded  state, assays [settled assay per element]
   offtake_lot_priced           state, quotational_period, prices [per metal:
                                fixings, sum_usd, price_usd]
-  offtake_invoice_paid         state, invoice_id, uetr, amount_minor,
+  offtake_invoice_paid         state, invoice_id, refund, uetr, amount_minor,
+                               debtor_agent_id, creditor_agent_id,
                                payment_transaction_id, transaction_id
-  offtake_lot_changed          action, state, disputed_from
+  offtake_lot_changed          action, state, disputed_from, reason
 
 `offtake_invoice_paid` is the hub's own entry (no instruction): it is
 justified by the payment's signed instruction, whose
@@ -247,16 +250,18 @@ class OfftakeServiceStub:
     order:
       INVALID_ARGUMENT contract_id_must_be_valid, lot_id_must_be_valid,
         text_must_be_valid (bill_of_lading_number), date_must_be_valid,
-        decimal_must_be_valid, element_must_be_unique;
+        decimal_must_be_valid, term_must_be_in_range, term_must_fit_decimals
+        (weights), element_must_be_unique;
       (idempotency) OK, ALREADY_EXISTED; ALREADY_EXISTS
         exists_with_different_body;
       NOT_FOUND contract_must_exist;
       PERMISSION_DENIED bank_must_act_for_its_side (not the seller's bank);
       FAILED_PRECONDITION contract_must_be_active,
         lot_transition_not_allowed (a lot with this id exists);
-      INVALID_ARGUMENT term_must_be_in_range, term_must_fit_decimals
-        (weights), grade_must_be_given, term_must_be_known (a grade for an
-        element the contract does not value);
+      RESOURCE_EXHAUSTED lots_must_not_exceed_limit (1,000 lots a contract);
+      INVALID_ARGUMENT term_must_be_known (a grade for an element the
+        contract does not value), grade_must_be_given,
+        term_must_be_in_range, term_must_fit_decimals (grades);
       UNAUTHENTICATED signer_must_be_known, signature_invalid.
     """
     IssueProvisionalInvoice: _grpc.UnaryUnaryMultiCallable[_offtake_pb2.IssueProvisionalInvoiceRequest, _offtake_pb2.IssueInvoiceResponse]
@@ -303,11 +308,17 @@ class OfftakeServiceStub:
     and its status, and is not applied. Send the same request again once an
     operator released it: the hub then applies it.
 
+    A payment held for review that settles once the invoice no longer owes
+    it (paid meanwhile by another payment, or its lot disputed) is not
+    applied: the retry answers FAILED_PRECONDITION with the rule it breaks
+    (payment_must_not_exceed_outstanding, lot_transition_not_allowed); the
+    payment stays settled, visible with `PaymentService.GetPayment`.
+
     Instruction: a `settlement.v1.PaymentInstruction` (payment.proto), signed
     by the paying bank. Errors, after the common checks, in order:
-      INVALID_ARGUMENT text_must_be_valid (remittance_information must be an
-        invoice id);
-      NOT_FOUND invoice_must_exist;
+      INVALID_ARGUMENT the rules of `PaymentService.SubmitPayment`;
+      NOT_FOUND invoice_must_exist (`remittance_information` names no
+        invoice the caller may see);
       PERMISSION_DENIED bank_must_act_for_its_side (the caller is not the
         bank that owes the invoice: the buyer's bank, or the seller's bank
         for a refund);
@@ -326,7 +337,8 @@ class OfftakeServiceStub:
     Instruction: `RecordArrivalInstruction`. Errors, after the common
     checks, in order:
       INVALID_ARGUMENT contract_id_must_be_valid, lot_id_must_be_valid,
-        date_must_be_valid, decimal_must_be_valid;
+        date_must_be_valid, decimal_must_be_valid, term_must_be_in_range,
+        term_must_fit_decimals (weights);
       (idempotency) OK, ALREADY_EXISTED; ALREADY_EXISTS
         exists_with_different_body;
       NOT_FOUND contract_must_exist;
@@ -334,8 +346,7 @@ class OfftakeServiceStub:
       FAILED_PRECONDITION contract_must_be_active;
       NOT_FOUND lot_must_exist;
       FAILED_PRECONDITION lot_transition_not_allowed;
-      INVALID_ARGUMENT term_must_be_in_range, term_must_fit_decimals,
-        arrival_date_must_not_precede_shipment;
+      INVALID_ARGUMENT arrival_date_must_not_precede_shipment;
       UNAUTHENTICATED signer_must_be_known, signature_invalid.
     """
     RecordFinalAssays: _grpc.UnaryUnaryMultiCallable[_offtake_pb2.RecordFinalAssaysRequest, _offtake_pb2.RecordFinalAssaysResponse]
@@ -507,16 +518,18 @@ class OfftakeServiceAsyncStub(OfftakeServiceStub):
     order:
       INVALID_ARGUMENT contract_id_must_be_valid, lot_id_must_be_valid,
         text_must_be_valid (bill_of_lading_number), date_must_be_valid,
-        decimal_must_be_valid, element_must_be_unique;
+        decimal_must_be_valid, term_must_be_in_range, term_must_fit_decimals
+        (weights), element_must_be_unique;
       (idempotency) OK, ALREADY_EXISTED; ALREADY_EXISTS
         exists_with_different_body;
       NOT_FOUND contract_must_exist;
       PERMISSION_DENIED bank_must_act_for_its_side (not the seller's bank);
       FAILED_PRECONDITION contract_must_be_active,
         lot_transition_not_allowed (a lot with this id exists);
-      INVALID_ARGUMENT term_must_be_in_range, term_must_fit_decimals
-        (weights), grade_must_be_given, term_must_be_known (a grade for an
-        element the contract does not value);
+      RESOURCE_EXHAUSTED lots_must_not_exceed_limit (1,000 lots a contract);
+      INVALID_ARGUMENT term_must_be_known (a grade for an element the
+        contract does not value), grade_must_be_given,
+        term_must_be_in_range, term_must_fit_decimals (grades);
       UNAUTHENTICATED signer_must_be_known, signature_invalid.
     """
     IssueProvisionalInvoice: _aio.UnaryUnaryMultiCallable[_offtake_pb2.IssueProvisionalInvoiceRequest, _offtake_pb2.IssueInvoiceResponse]  # type: ignore[assignment]
@@ -563,11 +576,17 @@ class OfftakeServiceAsyncStub(OfftakeServiceStub):
     and its status, and is not applied. Send the same request again once an
     operator released it: the hub then applies it.
 
+    A payment held for review that settles once the invoice no longer owes
+    it (paid meanwhile by another payment, or its lot disputed) is not
+    applied: the retry answers FAILED_PRECONDITION with the rule it breaks
+    (payment_must_not_exceed_outstanding, lot_transition_not_allowed); the
+    payment stays settled, visible with `PaymentService.GetPayment`.
+
     Instruction: a `settlement.v1.PaymentInstruction` (payment.proto), signed
     by the paying bank. Errors, after the common checks, in order:
-      INVALID_ARGUMENT text_must_be_valid (remittance_information must be an
-        invoice id);
-      NOT_FOUND invoice_must_exist;
+      INVALID_ARGUMENT the rules of `PaymentService.SubmitPayment`;
+      NOT_FOUND invoice_must_exist (`remittance_information` names no
+        invoice the caller may see);
       PERMISSION_DENIED bank_must_act_for_its_side (the caller is not the
         bank that owes the invoice: the buyer's bank, or the seller's bank
         for a refund);
@@ -586,7 +605,8 @@ class OfftakeServiceAsyncStub(OfftakeServiceStub):
     Instruction: `RecordArrivalInstruction`. Errors, after the common
     checks, in order:
       INVALID_ARGUMENT contract_id_must_be_valid, lot_id_must_be_valid,
-        date_must_be_valid, decimal_must_be_valid;
+        date_must_be_valid, decimal_must_be_valid, term_must_be_in_range,
+        term_must_fit_decimals (weights);
       (idempotency) OK, ALREADY_EXISTED; ALREADY_EXISTS
         exists_with_different_body;
       NOT_FOUND contract_must_exist;
@@ -594,8 +614,7 @@ class OfftakeServiceAsyncStub(OfftakeServiceStub):
       FAILED_PRECONDITION contract_must_be_active;
       NOT_FOUND lot_must_exist;
       FAILED_PRECONDITION lot_transition_not_allowed;
-      INVALID_ARGUMENT term_must_be_in_range, term_must_fit_decimals,
-        arrival_date_must_not_precede_shipment;
+      INVALID_ARGUMENT arrival_date_must_not_precede_shipment;
       UNAUTHENTICATED signer_must_be_known, signature_invalid.
     """
     RecordFinalAssays: _aio.UnaryUnaryMultiCallable[_offtake_pb2.RecordFinalAssaysRequest, _offtake_pb2.RecordFinalAssaysResponse]  # type: ignore[assignment]
@@ -788,16 +807,18 @@ class OfftakeServiceServicer(metaclass=_abc_1.ABCMeta):
         order:
           INVALID_ARGUMENT contract_id_must_be_valid, lot_id_must_be_valid,
             text_must_be_valid (bill_of_lading_number), date_must_be_valid,
-            decimal_must_be_valid, element_must_be_unique;
+            decimal_must_be_valid, term_must_be_in_range, term_must_fit_decimals
+            (weights), element_must_be_unique;
           (idempotency) OK, ALREADY_EXISTED; ALREADY_EXISTS
             exists_with_different_body;
           NOT_FOUND contract_must_exist;
           PERMISSION_DENIED bank_must_act_for_its_side (not the seller's bank);
           FAILED_PRECONDITION contract_must_be_active,
             lot_transition_not_allowed (a lot with this id exists);
-          INVALID_ARGUMENT term_must_be_in_range, term_must_fit_decimals
-            (weights), grade_must_be_given, term_must_be_known (a grade for an
-            element the contract does not value);
+          RESOURCE_EXHAUSTED lots_must_not_exceed_limit (1,000 lots a contract);
+          INVALID_ARGUMENT term_must_be_known (a grade for an element the
+            contract does not value), grade_must_be_given,
+            term_must_be_in_range, term_must_fit_decimals (grades);
           UNAUTHENTICATED signer_must_be_known, signature_invalid.
         """
 
@@ -856,11 +877,17 @@ class OfftakeServiceServicer(metaclass=_abc_1.ABCMeta):
         and its status, and is not applied. Send the same request again once an
         operator released it: the hub then applies it.
 
+        A payment held for review that settles once the invoice no longer owes
+        it (paid meanwhile by another payment, or its lot disputed) is not
+        applied: the retry answers FAILED_PRECONDITION with the rule it breaks
+        (payment_must_not_exceed_outstanding, lot_transition_not_allowed); the
+        payment stays settled, visible with `PaymentService.GetPayment`.
+
         Instruction: a `settlement.v1.PaymentInstruction` (payment.proto), signed
         by the paying bank. Errors, after the common checks, in order:
-          INVALID_ARGUMENT text_must_be_valid (remittance_information must be an
-            invoice id);
-          NOT_FOUND invoice_must_exist;
+          INVALID_ARGUMENT the rules of `PaymentService.SubmitPayment`;
+          NOT_FOUND invoice_must_exist (`remittance_information` names no
+            invoice the caller may see);
           PERMISSION_DENIED bank_must_act_for_its_side (the caller is not the
             bank that owes the invoice: the buyer's bank, or the seller's bank
             for a refund);
@@ -885,7 +912,8 @@ class OfftakeServiceServicer(metaclass=_abc_1.ABCMeta):
         Instruction: `RecordArrivalInstruction`. Errors, after the common
         checks, in order:
           INVALID_ARGUMENT contract_id_must_be_valid, lot_id_must_be_valid,
-            date_must_be_valid, decimal_must_be_valid;
+            date_must_be_valid, decimal_must_be_valid, term_must_be_in_range,
+            term_must_fit_decimals (weights);
           (idempotency) OK, ALREADY_EXISTED; ALREADY_EXISTS
             exists_with_different_body;
           NOT_FOUND contract_must_exist;
@@ -893,8 +921,7 @@ class OfftakeServiceServicer(metaclass=_abc_1.ABCMeta):
           FAILED_PRECONDITION contract_must_be_active;
           NOT_FOUND lot_must_exist;
           FAILED_PRECONDITION lot_transition_not_allowed;
-          INVALID_ARGUMENT term_must_be_in_range, term_must_fit_decimals,
-            arrival_date_must_not_precede_shipment;
+          INVALID_ARGUMENT arrival_date_must_not_precede_shipment;
           UNAUTHENTICATED signer_must_be_known, signature_invalid.
         """
 
