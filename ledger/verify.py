@@ -63,6 +63,7 @@ import argparse
 import base64
 import binascii
 import concurrent.futures
+import functools
 import hashlib
 import json
 import multiprocessing
@@ -75,7 +76,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple, NoReturn, TextIO
+from typing import Any, NamedTuple, NoReturn, TextIO, TypeVar
 
 from tqdm import tqdm
 
@@ -162,6 +163,26 @@ chunk is 15 to 60 ms of work), small enough to keep every core busy to the end."
 
 SIGNATURE_CHUNKS_IN_FLIGHT_PER_WORKER = 4
 """Chunks queued per worker before the reader waits: bounds memory, keeps workers fed."""
+
+LEAF_CHUNK_SIZE = 2048
+"""Leaves per task sent to a worker process: about 1.4 MiB of leaves and 60 ms of
+work, large enough to amortize pickling and scheduling, small enough that the
+chunks in flight stay a few MiB."""
+
+LEAF_CHUNKS_IN_FLIGHT_PER_WORKER = 2
+"""Chunks read ahead of the merge per worker: keeps every worker busy while the
+main process merges, and bounds memory whatever the bundle's size."""
+
+INSTRUCTION_CACHE_SIZE = 64
+"""Instructions whose decoded bytes, JSON payload and digests are remembered:
+a batch's leaves are adjacent and share one, so a few recent ones are enough."""
+
+INSTRUCTION_CACHED_TEXT_MAX_CHARS = 16_384
+"""Larger instructions (base64 payload and signature) are read uncached, so the
+cache holds at most INSTRUCTION_CACHE_SIZE times this much."""
+
+TIME_CACHE_SIZE = 256
+"""Commit times whose checks are remembered: a batch is one commit."""
 
 SIGNATURE_CACHE_SIZE = 65_536
 """Distinct (key, payload, signature) results remembered. One signature may cover
@@ -402,6 +423,11 @@ _KIND_FIELDS: Mapping[str, frozenset[str]] = {
 }
 """Each leaf kind's own fields (``ledger.batch``: the ``body`` given to ``_emit``)."""
 
+_LEAF_FIELDS: Mapping[str, frozenset[str]] = {
+    kind: _COMMON_FIELDS | fields for kind, fields in _KIND_FIELDS.items()
+}
+"""Every field of a leaf of each kind."""
+
 _MONEY_KINDS = frozenset(("transaction", "post_pending", "void_pending", "reversal"))
 """Kinds whose ids share one namespace (``ledger.batch.entry_key``: "transaction/")."""
 
@@ -417,6 +443,8 @@ _DECIMAL = re.compile("0|[1-9][0-9]*")
 _CURRENCY = re.compile("[A-Z]{3}")
 _TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
 """``ledger.leaf.format_time``: RFC 3339 UTC with exactly six fractional digits."""
+_TIME_LENGTH = len("2026-11-28T16:00:00.000000Z")
+_TIME_FORMAT = "RFC 3339 UTC time 'YYYY-MM-DDTHH:MM:SS.ffffffZ'"
 _INT64_DIGITS = len(str(INT64_MAX))
 
 Posting = tuple[str, str, bool, int]
@@ -449,13 +477,25 @@ def _read_object(document: Mapping[str, Any], name: str) -> dict[str, Any]:
 
 
 def _read_time(value: object, what: str) -> str:
-    if not isinstance(value, str) or not _TIME.fullmatch(value):
-        raise _schema(what, "RFC 3339 UTC time 'YYYY-MM-DDTHH:MM:SS.ffffffZ'", value)
+    # Only a string of the format's length can match it, and only those are cached.
+    if not isinstance(value, str) or len(value) != _TIME_LENGTH:
+        raise _schema(what, _TIME_FORMAT, value)
+    problem = _time_problem(value)
+    if problem is not None:
+        raise _schema(what, problem, value)
+    return value
+
+
+@functools.lru_cache(maxsize=TIME_CACHE_SIZE)
+def _time_problem(value: str) -> str | None:
+    """What a time of ``_TIME_LENGTH`` characters should be, or None when it is one."""
+    if not _TIME.fullmatch(value):
+        return _TIME_FORMAT
     try:
         datetime.fromisoformat(value)
     except ValueError:
-        raise _schema(what, "a valid calendar time", value) from None
-    return value
+        return "a valid calendar time"
+    return None
 
 
 def _read_decimal(value: object, what: str, maximum: int) -> int:
@@ -480,6 +520,11 @@ def _check_fields(document: Mapping[str, Any], expected: frozenset[str], what: s
         )
 
 
+def _is_one_of(value: object, names: frozenset[str]) -> bool:
+    # A list or an object is no name, and must not reach the set (unhashable).
+    return isinstance(value, str) and value in names
+
+
 def _read_postings(document: Mapping[str, Any], name: str) -> tuple[Posting, ...]:
     """Postings of an entry: account, currency, side and a decimal amount string.
 
@@ -491,28 +536,35 @@ def _read_postings(document: Mapping[str, Any], name: str) -> tuple[Posting, ...
         raise _schema(name, f"a list of at most {POSTINGS_MAX} postings", items)
     postings: list[Posting] = []
     for position, item in enumerate(items):
-        what = f"{name}[{position}]"
-        if not isinstance(item, dict):
-            raise _schema(what, "a JSON object", item)
-        _check_fields(item, _POSTING_FIELDS, what)
-        account = _read_id(item, "account")
+        if not isinstance(item, dict) or item.keys() != _POSTING_FIELDS:
+            what = f"{name}[{position}]"
+            if not isinstance(item, dict):
+                raise _schema(what, "a JSON object", item)
+            _check_fields(item, _POSTING_FIELDS, what)
+        account = item["account"]
         currency = item["currency"]
-        if not isinstance(currency, str) or not _CURRENCY.fullmatch(currency):
-            raise _schema(f"{what}.currency", "an ISO 4217 code", currency)
         side = item["side"]
-        if side not in _SIDES:
-            raise _schema(f"{what}.side", "'debit' or 'credit'", side)
         amount = item["amount"]
+        if not bundle.is_id(account):
+            raise _schema(
+                "account", f"1..{bundle.ID_LENGTH_MAX} printable ASCII characters", account
+            )
+        if not isinstance(currency, str) or not _CURRENCY.fullmatch(currency):
+            raise _schema(f"{name}[{position}].currency", "an ISO 4217 code", currency)
+        if not _is_one_of(side, _SIDES):
+            raise _schema(f"{name}[{position}].side", "'debit' or 'credit'", side)
         if not isinstance(amount, str) or not _DECIMAL.fullmatch(amount):
             raise _schema(
-                f"{what}.amount", "a decimal string without sign or leading zeros", amount
+                f"{name}[{position}].amount",
+                "a decimal string without sign or leading zeros",
+                amount,
             )
         if len(amount) > _INT64_DIGITS:
             raise _Invalid(
                 "amount_range",
                 f"1..{INT64_MAX}",
                 _quote(amount),
-                f"{what}.amount: expected a positive amount within int64",
+                f"{name}[{position}].amount: expected a positive amount within int64",
             )
         postings.append((account, currency, side == "debit", int(amount)))
     return tuple(postings)
@@ -526,6 +578,30 @@ class _Instruction(NamedTuple):
     signature: bytes
 
 
+class _InstructionId(NamedTuple):
+    """The id a signed instruction gives itself, and what identifies the signing."""
+
+    instruction_id: str
+    identity: int
+    """``_digest(signer, instruction_id)``: the key of ``duplicate_instruction``."""
+    signed: int
+    """64-bit digest of signature and payload: one signature may cover a whole batch."""
+
+
+class _Signed(NamedTuple):
+    """An instruction read from its leaf, with what its checks need of the payload.
+
+    Cached (:func:`_read_signed`): a batch's leaves share one instruction, so
+    its base64, its JSON payload and its digests are worked out once.
+    """
+
+    instruction: _Instruction
+    payload: dict[str, Any] | None
+    """The payload as a JSON object, or None (opaque payloads are allowed)."""
+    instruction_id: _InstructionId | None
+    """When the payload is a JSON object with a string ``instruction_id``."""
+
+
 @dataclass(slots=True)
 class _Entry:
     """The validated fields of one leaf that the checks after the schema use."""
@@ -534,30 +610,52 @@ class _Entry:
     index: int
     committed_at: str
     document: dict[str, Any]
-    instruction: _Instruction | None = None
+    signed: _Signed | None = None
     entry_id: str | None = None
     postings: tuple[Posting, ...] = ()
     releases: tuple[Posting, ...] = ()
     pending: bool = False
+    public_key: bytes | None = None
 
 
-def _read_instruction(value: object) -> _Instruction | None:
+def _read_instruction(value: object) -> _Signed | None:
     if value is None:
         return None
     if not isinstance(value, dict):
         raise _schema("instruction", "null or a JSON object", value)
     _check_fields(value, _INSTRUCTION_FIELDS, "instruction")
     signer = _read_id(value, "signer")
+    payload_text = value["payload"]
+    signature_text = value["signature"]
+    if (
+        isinstance(payload_text, str)
+        and isinstance(signature_text, str)
+        and len(payload_text) + len(signature_text) <= INSTRUCTION_CACHED_TEXT_MAX_CHARS
+    ):
+        return _read_signed(signer, payload_text, signature_text)
+    return _read_signed.__wrapped__(signer, payload_text, signature_text)
+
+
+@functools.lru_cache(maxsize=INSTRUCTION_CACHE_SIZE)
+def _read_signed(signer: str, payload_text: object, signature_text: object) -> _Signed:
     try:
-        payload = bundle.decode_base64(value["payload"], "instruction.payload")
-        signature = bundle.decode_base64(value["signature"], "instruction.signature")
+        payload = bundle.decode_base64(payload_text, "instruction.payload")
+        signature = bundle.decode_base64(signature_text, "instruction.signature")
     except BundleFormatError as error:
         raise _Invalid("leaf_schema", "canonical base64", "other text", error.message) from None
     if len(payload) > INSTRUCTION_SIZE_MAX_BYTES:
         raise _schema(
             "instruction.payload", f"at most {INSTRUCTION_SIZE_MAX_BYTES} bytes", len(payload)
         )
-    return _Instruction(signer, payload, signature)
+    document = _payload_object(payload)
+    instruction_id: _InstructionId | None = None
+    if document is not None:
+        named = document.get("instruction_id")
+        if isinstance(named, str):
+            instruction_id = _InstructionId(
+                named, _digest(signer, named), _digest(signature.hex(), payload.hex(), size=8)
+            )
+    return _Signed(_Instruction(signer, payload, signature), document, instruction_id)
 
 
 def _read_entry(document: object) -> _Entry:
@@ -570,7 +668,7 @@ def _read_entry(document: object) -> _Entry:
     kind = document.get("kind")
     if not isinstance(kind, str) or kind not in _KIND_FIELDS:
         raise _schema("kind", f"one of {sorted(_KIND_FIELDS)}", kind)
-    _check_fields(document, _COMMON_FIELDS | _KIND_FIELDS[kind], f"{kind} leaf")
+    _check_fields(document, _LEAF_FIELDS[kind], f"{kind} leaf")
     index = document["index"]
     if type(index) is not int or index < 0:
         raise _schema("index", "a non-negative integer", index)
@@ -579,7 +677,7 @@ def _read_entry(document: object) -> _Entry:
         index=index,
         committed_at=_read_time(document["committed_at"], "committed_at"),
         document=document,
-        instruction=_read_instruction(document["instruction"]),
+        signed=_read_instruction(document["instruction"]),
     )
     if kind in _MONEY_KINDS or kind == "event":
         entry.entry_id = _read_id(document, "id")
@@ -609,7 +707,7 @@ def _read_entry(document: object) -> _Entry:
         _read_account(document["account"])
     elif kind in ("account_status", "debit_limit"):
         _read_id(document, "account_id")
-        if kind == "account_status" and document["status"] not in _STATUSES:
+        if kind == "account_status" and not _is_one_of(document["status"], _STATUSES):
             raise _schema("status", f"one of {sorted(_STATUSES)}", document["status"])
         if kind == "debit_limit" and document["debit_limit"] is not None:
             _read_decimal(document["debit_limit"], "debit_limit", INT64_MAX)
@@ -622,6 +720,7 @@ def _read_entry(document: object) -> _Entry:
         if len(public_key) != bundle.ED25519_PUBLIC_KEY_SIZE_BYTES:
             raise _schema("public_key", "a 32-byte Ed25519 public key", len(public_key))
         _read_decimal(document["first_index"], "first_index", bundle.UINT64_MAX)
+        entry.public_key = public_key
     elif kind == "event":
         _read_id(document, "event_type")
         _read_object(document, "body")
@@ -636,7 +735,7 @@ def _read_account(account: object) -> None:
     _read_id(account, "owner")
     if not isinstance(account["currency"], str) or not _CURRENCY.fullmatch(account["currency"]):
         raise _schema("account.currency", "an ISO 4217 code", account["currency"])
-    if account["normal_side"] not in _SIDES:
+    if not _is_one_of(account["normal_side"], _SIDES):
         raise _schema("account.normal_side", "'debit' or 'credit'", account["normal_side"])
     flags = account["flags"]
     if (
@@ -758,9 +857,346 @@ def _binding_problems(entry: _Entry, payload: Mapping[str, Any], signer: str) ->
     if kind == "post_pending" and "amount_minor" in payload:
         signed_amount = _amount_text(payload["amount_minor"])
         amounts = {str(posting[3]) for posting in entry.postings}
-        if amounts != {signed_amount}:
+        # Only a string can equal the leaf's amounts (and a list would not hash).
+        if not isinstance(signed_amount, str) or amounts != {signed_amount}:
             problems.append(f"amount_minor: signed {signed_amount}, leaf {sorted(amounts)}")
     return problems
+
+
+# --- Each leaf on its own ---------------------------------------------------------------------
+
+_Raw = tuple[str, int | None, str, str, str]
+"""A finding not yet counted: check, index, expected, got, message (:meth:`_Findings.add`)."""
+
+
+class _Leaf(NamedTuple):
+    """What the checks over the whole log need of a leaf that passed its own checks."""
+
+    kind: str
+    entry_id: str | None
+    """The id of a money entry or an event."""
+    entry_key: int
+    """``_digest(entry_id)``, 0 without an id."""
+    postings: tuple[Posting, ...]
+    releases: tuple[Posting, ...]
+    pending: bool
+    reference: str | None
+    """The id the leaf acts on: the account it creates or changes, the pending
+    transaction it resolves, the transaction it reverses, the signer whose key
+    it registers."""
+    currency: str | None
+    """The currency of the account an ``account`` leaf creates."""
+    public_key: bytes | None
+    """The key a ``signing_key`` leaf registers."""
+    signer: str | None
+    """The signer of the leaf's instruction; None for a leaf without one."""
+    instruction_id: _InstructionId | None
+    commit: int
+    """64-bit digest of ``committed_at``: a batch is one commit."""
+    signature: _Pending | None
+    """The signature to verify with the signer's key valid at the leaf's index;
+    None without an instruction, a trust file, or such a key."""
+
+
+class _ChunkResult(NamedTuple):
+    """The checks of consecutive leaves on their own (:func:`_check_chunk`)."""
+
+    hashes: list[bytes]
+    """RFC 9162 leaf hash of each leaf, in order."""
+    leaves: list[_Leaf | None]
+    """Each leaf as the later checks need it; None for one that failed its schema."""
+    findings: list[_Raw]
+    """Every finding about these leaves alone, by index, in the order they were made."""
+
+
+def _check_chunk(
+    first_position: int,
+    leaves: Sequence[bytes],
+    keys_by_signer: Mapping[str, Sequence[ParticipantKey]] | None,
+) -> _ChunkResult:
+    """Worker task: the checks that need nothing but the leaf, its index and the trust
+    file's participant keys (``None``: no trust file), for leaves ``first_position`` on.
+
+    Checks 4 and the leaf's own part of 5 and 6 (module docstring): everything
+    before the replay, which :class:`_LeafPass` does in index order.
+    """
+    hashes: list[bytes] = []
+    results: list[_Leaf | None] = []
+    findings: list[_Raw] = []
+    for position, leaf in enumerate(leaves, first_position):
+        hashes.append(leaf_hash(leaf))
+        results.append(_check_leaf(position, leaf, keys_by_signer, findings))
+    return _ChunkResult(hashes, results, findings)
+
+
+def _check_leaf(
+    position: int,
+    leaf: bytes,
+    keys_by_signer: Mapping[str, Sequence[ParticipantKey]] | None,
+    findings: list[_Raw],
+) -> _Leaf | None:
+    try:
+        document = bundle.decode_canonical(leaf)
+    except BundleFormatError as error:
+        findings.append(
+            (
+                "leaf_canonical",
+                position,
+                "RFC 8785 canonical JSON",
+                f"{len(leaf)} bytes that are not",
+                error.message,
+            )
+        )
+        return None
+    try:
+        entry = _read_entry(document)
+    except _Invalid as problem:
+        index = document.get("index") if isinstance(document, dict) else None
+        if type(index) is int and index != position:
+            findings.append(_index_finding(position, index))
+        findings.append((problem.check, position, problem.expected, problem.got, problem.message))
+        return None
+    if entry.index != position:
+        findings.append(_index_finding(position, entry.index))
+    _check_amounts(position, entry, findings)
+    signer: str | None = None
+    instruction_id: _InstructionId | None = None
+    signature: _Pending | None = None
+    if entry.signed is not None:
+        instruction = entry.signed.instruction
+        signer = instruction.signer
+        if entry.signed.payload is not None:
+            for departure in _binding_problems(entry, entry.signed.payload, signer):
+                findings.append(
+                    (
+                        "instruction_binding",
+                        position,
+                        "the leaf to do what the signed instruction says",
+                        departure,
+                        f"the {entry.kind} leaf departs from the instruction its signer signed",
+                    )
+                )
+            instruction_id = entry.signed.instruction_id
+        if keys_by_signer is not None:
+            signature = _signature_to_verify(position, instruction, keys_by_signer, findings)
+    _check_balanced(position, entry, findings)
+    document = entry.document
+    reference: str | None = None
+    currency: str | None = None
+    kind = entry.kind
+    if kind == "account":
+        reference = document["account"]["id"]
+        currency = document["account"]["currency"]
+    elif kind in ("post_pending", "void_pending", "expire_pending"):
+        reference = document["pending_id"]
+    elif kind == "reversal":
+        reference = document["reverses_id"]
+    elif kind in ("account_status", "debit_limit"):
+        reference = document["account_id"]
+    elif kind == "signing_key":
+        reference = document["signer"]
+        first_index = int(document["first_index"])
+        if first_index != position + 1:
+            findings.append(
+                (
+                    "signing_key",
+                    position,
+                    str(position + 1),
+                    str(first_index),
+                    "a key registered at index k signs from k + 1 (participant.proto SigningKey)",
+                )
+            )
+    return _Leaf(
+        kind=kind,
+        entry_id=entry.entry_id,
+        entry_key=0 if entry.entry_id is None else _digest(entry.entry_id),
+        postings=entry.postings,
+        releases=entry.releases,
+        pending=entry.pending,
+        reference=reference,
+        currency=currency,
+        public_key=entry.public_key,
+        signer=signer,
+        instruction_id=instruction_id,
+        commit=_commit_digest(entry.committed_at),
+        signature=signature,
+    )
+
+
+@functools.lru_cache(maxsize=TIME_CACHE_SIZE)
+def _commit_digest(committed_at: str) -> int:
+    return _digest(committed_at, size=8)
+
+
+def _index_finding(position: int, index: int) -> _Raw:
+    return (
+        "leaf_index",
+        position,
+        str(position),
+        str(index),
+        f"the leaf at position {position} says it is index {index} "
+        "(an entry deleted, inserted or moved)",
+    )
+
+
+def _signature_to_verify(
+    position: int,
+    instruction: _Instruction,
+    keys_by_signer: Mapping[str, Sequence[ParticipantKey]],
+    findings: list[_Raw],
+) -> _Pending | None:
+    """The signature of leaf ``position`` with the signer's key valid there, or None after
+    a ``participant_key`` finding when the signer has no such key."""
+    candidates = keys_by_signer.get(instruction.signer, ())
+    valid = [key for key in candidates if key.covers(position)]
+    if not valid:
+        ranges = ", ".join(
+            f"{key.first_index}..{'' if key.last_index is None else key.last_index}"
+            for key in candidates
+        )
+        findings.append(
+            (
+                "participant_key",
+                position,
+                f"a key of signer {_quote(instruction.signer)} valid at index {position}",
+                f"keys valid for {ranges}" if candidates else "no key of that signer",
+                f"{bundle.TRUST_FILE} has no key of the signer valid at this index",
+            )
+        )
+        return None
+    public_key = valid[-1].public_key
+    # Key and signature have fixed sizes, so the concatenation is unambiguous.
+    digest = hashlib.sha256(public_key + instruction.signature + instruction.payload).digest()
+    return digest, (public_key, instruction.payload, instruction.signature)
+
+
+def _check_amounts(position: int, entry: _Entry, findings: list[_Raw]) -> None:
+    for name, postings in (("postings", entry.postings), ("releases", entry.releases)):
+        for number, (_, _, _, amount) in enumerate(postings):
+            if not 0 < amount <= INT64_MAX:
+                findings.append(
+                    (
+                        "amount_range",
+                        position,
+                        f"1..{INT64_MAX}",
+                        str(amount),
+                        f"{name}[{number}].amount: expected a positive amount within int64",
+                    )
+                )
+
+
+_BALANCED_PARTS: Mapping[str, tuple[str, ...]] = {
+    "transaction": ("postings",),
+    "post_pending": ("postings", "releases"),
+    "void_pending": ("releases",),
+    "expire_pending": ("releases",),
+    "reversal": ("postings",),
+}
+"""The parts of each kind of money entry that must balance on their own."""
+
+
+def _check_balanced(position: int, entry: _Entry, findings: list[_Raw]) -> None:
+    for name in _BALANCED_PARTS.get(entry.kind, ()):
+        postings = entry.postings if name == "postings" else entry.releases
+        if len(postings) < 2:
+            findings.append(
+                (
+                    "entry_balanced",
+                    position,
+                    "at least one debit and one credit",
+                    f"{len(postings)} {name}",
+                    f"double entry: the {entry.kind} needs at least two {name}",
+                )
+            )
+            continue
+        debits: dict[str, int] = {}
+        credits_: dict[str, int] = {}
+        for _, currency, is_debit, amount in postings:
+            side = debits if is_debit else credits_
+            side[currency] = side.get(currency, 0) + amount
+        if len(debits) == 1 and debits == credits_:
+            (debit_total,) = debits.values()
+            if debit_total <= INT64_MAX:
+                continue  # the common case: one currency, balanced, in range
+        for currency in sorted(debits.keys() | credits_.keys()):
+            debit_total = debits.get(currency, 0)
+            credit_total = credits_.get(currency, 0)
+            if debit_total != credit_total:
+                findings.append(
+                    (
+                        "entry_balanced",
+                        position,
+                        f"{currency} credits = debits = {debit_total}",
+                        f"credits {credit_total}",
+                        f"{name} of the {entry.kind} do not balance in {currency}",
+                    )
+                )
+            if max(debit_total, credit_total) > INT64_MAX:
+                findings.append(
+                    (
+                        "amount_range",
+                        position,
+                        f"{currency} {name} totals within {INT64_MAX}",
+                        str(max(debit_total, credit_total)),
+                        f"the {name} of one entry sum beyond int64",
+                    )
+                )
+
+
+# --- Worker processes -------------------------------------------------------------------------
+
+_Result = TypeVar("_Result")
+
+
+class _Workers:
+    """The ``spawn`` process pool of one verification, shared by leaves and signatures.
+
+    Started on first use, so a bundle that needs no second task never pays
+    for it. If it breaks (for example a caller's script without the ``if
+    __name__ == "__main__"`` guard that the spawn start method needs), it is
+    abandoned and every task runs inline: slower, never a different answer.
+    """
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.failed = False
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._pool is not None
+
+    def submit(
+        self, function: Callable[..., _Result], *arguments: Any
+    ) -> concurrent.futures.Future[_Result] | None:
+        """Run ``function(*arguments)`` in a worker; None when the caller must run it inline."""
+        if self.count <= 1 or self.failed:
+            return None
+        if self._pool is None:
+            # spawn: a fresh interpreter per worker, inheriting no threads (tqdm's
+            # monitor), locks or open files of this process.
+            self._pool = concurrent.futures.ProcessPoolExecutor(
+                max_workers=self.count, mp_context=multiprocessing.get_context("spawn")
+            )
+        try:
+            return self._pool.submit(function, *arguments)
+        except (BrokenProcessPool, RuntimeError):
+            self.abandon()
+            return None
+
+    def abandon(self) -> None:
+        """Stop using the pool: what it had not returned is redone inline by its callers."""
+        self.failed = True
+        self.close()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+_WORKER_FAILURES = (BrokenProcessPool, concurrent.futures.CancelledError)
+"""What a task's future raises when its pool broke or was abandoned under it."""
 
 
 # --- Signatures ------------------------------------------------------------------------------
@@ -772,45 +1208,41 @@ def _verify_chunk(items: list[tuple[bytes, bytes, bytes]]) -> list[bool]:
 
 
 _Pending = tuple[bytes, tuple[bytes, bytes, bytes]]
-"""(digest, (public key, payload, signature)) of a signature waiting to be verified."""
+"""(digest, (public key, payload, signature)) of a signature waiting to be verified;
+the digest is SHA-256 of key, signature and payload."""
 
 
 class _SignatureChecker:
-    """Verifies participant signatures, in worker processes when there are many.
+    """Verifies participant signatures, in the worker processes when there are many.
 
     Each distinct (key, payload, signature) is verified once: results are
     cached (bounded LRU) and leaves waiting for an in-flight result are
     resolved when it arrives. Failures are reported through ``on_failure``
-    with the leaf index. The pool starts only once a second chunk is needed,
-    so small bundles never pay for it; if it breaks (for example a caller's
-    script without the ``if __name__ == "__main__"`` guard that the spawn
-    start method needs), the remaining work is verified inline: slower, never
-    a different answer.
+    with the leaf index. Chunks go to the workers once a first one is full,
+    and the rest of a bundle too small for that is verified inline.
     """
 
-    def __init__(self, workers: int, on_failure: Callable[[int, str, bytes, bytes], None]) -> None:
+    def __init__(
+        self, workers: _Workers, on_failure: Callable[[int, str, bytes, bytes], None]
+    ) -> None:
         self.workers = workers
         self.on_failure = on_failure
         self.verified = 0
-        self.pool_failed = False
         self._cache: OrderedDict[bytes, bool] = OrderedDict()
         self._waiting: dict[bytes, list[tuple[int, str]]] = {}
         self._chunk: list[_Pending] = []
         self._in_flight: deque[tuple[list[_Pending], concurrent.futures.Future[list[bool]]]] = (
             deque()
         )
-        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
 
-    def add(
-        self, index: int, signer: str, public_key: bytes, payload: bytes, signature: bytes
-    ) -> None:
+    def add(self, index: int, signer: str, pending: _Pending) -> None:
         """Check the signature of leaf ``index``; failures reach ``on_failure`` later."""
-        # Key and signature have fixed sizes, so the concatenation is unambiguous.
-        digest = hashlib.sha256(public_key + signature + payload).digest()
+        digest = pending[0]
         known = self._cache.get(digest)
         if known is not None:
             self._cache.move_to_end(digest)
             if not known:
+                _, payload, signature = pending[1]
                 self.on_failure(index, signer, payload, signature)
             return
         waiting = self._waiting.get(digest)
@@ -818,45 +1250,29 @@ class _SignatureChecker:
             waiting.append((index, signer))
             return
         self._waiting[digest] = [(index, signer)]
-        self._chunk.append((digest, (public_key, payload, signature)))
+        self._chunk.append(pending)
         if len(self._chunk) >= SIGNATURE_CHUNK_SIZE:
             self._submit()
 
     def _submit(self) -> None:
         chunk, self._chunk = self._chunk, []
-        if self.workers <= 1:
-            self._verify_inline(chunk)
-            return
-        if self._pool is None:
-            # spawn: a fresh interpreter per worker, inheriting no threads (tqdm's
-            # monitor), locks or open files of this process.
-            self._pool = concurrent.futures.ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=multiprocessing.get_context("spawn")
-            )
-        try:
-            future = self._pool.submit(_verify_chunk, [item for _, item in chunk])
-        except (BrokenProcessPool, RuntimeError):
-            self._abandon_pool()
+        future = self.workers.submit(_verify_chunk, [item for _, item in chunk])
+        if future is None:
             self._verify_inline(chunk)
             return
         self._in_flight.append((chunk, future))
-        while len(self._in_flight) > self.workers * SIGNATURE_CHUNKS_IN_FLIGHT_PER_WORKER:
+        while len(self._in_flight) > self.workers.count * SIGNATURE_CHUNKS_IN_FLIGHT_PER_WORKER:
             self._collect()
 
     def _collect(self) -> None:
         chunk, future = self._in_flight.popleft()
         try:
             results = future.result()
-        except (BrokenProcessPool, concurrent.futures.CancelledError):
-            self._abandon_pool()
+        except _WORKER_FAILURES:
+            self.workers.abandon()
             self._verify_inline(chunk)
             return
         self._resolve(chunk, results)
-
-    def _abandon_pool(self) -> None:
-        self.pool_failed = True
-        self.workers = 1
-        self.close()
 
     def _verify_inline(self, chunk: list[_Pending]) -> None:
         self._resolve(chunk, _verify_chunk([item for _, item in chunk]))
@@ -873,22 +1289,14 @@ class _SignatureChecker:
 
     def finish(self) -> None:
         """Verify what is left and wait for every result."""
-        try:
-            if self._chunk:
-                if self._pool is None:
-                    chunk, self._chunk = self._chunk, []
-                    self._verify_inline(chunk)
-                else:
-                    self._submit()
-            while self._in_flight:
-                self._collect()
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        if self._chunk:
+            if self.workers.started:
+                self._submit()
+            else:
+                chunk, self._chunk = self._chunk, []
+                self._verify_inline(chunk)
+        while self._in_flight:
+            self._collect()
 
 
 # --- The pass over the leaves ----------------------------------------------------------------
@@ -917,8 +1325,24 @@ def _describe_totals(totals: Sequence[int]) -> str:
     )
 
 
+class _Chunk(NamedTuple):
+    """Consecutive leaves from ``first_position`` on, and their checks if in a worker."""
+
+    first_position: int
+    leaves: list[bytes]
+    future: concurrent.futures.Future[_ChunkResult] | None
+
+
 class _LeafPass:
-    """Everything checked while streaming the leaves once, in index order."""
+    """Everything checked while streaming the leaves once, in index order.
+
+    Leaves arrive in chunks (:meth:`add_chunk`). Each leaf's own checks
+    (:func:`_check_chunk`) run in the worker processes, a bounded number of
+    chunks ahead; here, in index order, each chunk's results are merged: leaf
+    hashes into the Merkle tree, findings, and the checks that need what came
+    before (duplicates, signatures, the replay of balances). The first chunk is
+    checked here, while the pool starts.
+    """
 
     def __init__(
         self,
@@ -926,12 +1350,14 @@ class _LeafPass:
         trust: Trust | None,
         claims: dict[int, list[_RootClaim]],
         signatures: _SignatureChecker,
+        workers: _Workers,
         report: Report,
     ) -> None:
         self.findings = findings
         self.trust = trust
         self.claims = claims
         self.signatures = signatures
+        self.workers = workers
         self.report = report
         self.frontier = CompactRange()
         self.accounts: dict[str, _Account] = {}
@@ -951,6 +1377,10 @@ class _LeafPass:
                 self.keys_by_signer.setdefault(key.signer, []).append(key)
             for keys in self.keys_by_signer.values():
                 keys.sort(key=lambda key: key.first_index)
+        self.worker_keys = self.keys_by_signer if trust is not None else None
+        """What :func:`_check_chunk` needs of the trust file (None: no trust file)."""
+        self.chunks: deque[_Chunk] = deque()
+        self.chunks_checked = 0
 
     # -- Merkle ----------------------------------------------------------------
 
@@ -972,101 +1402,73 @@ class _LeafPass:
                     "every checkpoint that matches them",
                 )
 
-    # -- one leaf ---------------------------------------------------------------
+    # -- chunks -----------------------------------------------------------------
 
-    def add(self, position: int, leaf: bytes) -> None:
-        self.frontier.append(leaf_hash(leaf))
-        self.check_claims_at_size()
-        try:
-            document = bundle.decode_canonical(leaf)
-        except BundleFormatError as error:
-            self.findings.add(
-                "leaf_canonical",
-                position,
-                "RFC 8785 canonical JSON",
-                f"{len(leaf)} bytes that are not",
-                error.message,
-            )
-            return
-        try:
-            entry = _read_entry(document)
-        except _Invalid as problem:
-            index = document.get("index") if isinstance(document, dict) else None
-            if type(index) is int and index != position:
-                self._add_index_finding(position, index)
-            self.findings.add(
-                problem.check, position, problem.expected, problem.got, problem.message
-            )
-            return
-        if entry.index != position:
-            self._add_index_finding(position, entry.index)
-        self._check_amounts(position, entry)
-        self._check_signature(position, entry)
-        self._check_balanced(position, entry)
-        self._check_duplicates(position, entry)
-        self._replay(position, entry)
+    def add_chunk(self, first_position: int, leaves: list[bytes]) -> None:
+        """Check leaves ``first_position`` on; the results are merged in order, later."""
+        future = None
+        if self.chunks_checked or self.chunks:
+            future = self.workers.submit(_check_chunk, first_position, leaves, self.worker_keys)
+        self.chunks.append(_Chunk(first_position, leaves, future))
+        # Bounded memory: at most this many chunks are read ahead of the merge.
+        ahead = 0
+        if self.workers.count > 1 and not self.workers.failed:
+            ahead = self.workers.count * LEAF_CHUNKS_IN_FLIGHT_PER_WORKER
+        while len(self.chunks) > ahead:
+            self.merge_next()
 
-    def _add_index_finding(self, position: int, index: int) -> None:
-        self.findings.add(
-            "leaf_index",
-            position,
-            str(position),
-            str(index),
-            f"the leaf at position {position} says it is index {index} "
-            "(an entry deleted, inserted or moved)",
-        )
+    def finish(self) -> None:
+        """Merge every chunk still in flight."""
+        while self.chunks:
+            self.merge_next()
 
-    def _check_amounts(self, position: int, entry: _Entry) -> None:
-        for name, postings in (("postings", entry.postings), ("releases", entry.releases)):
-            for number, (_, _, _, amount) in enumerate(postings):
-                if not 0 < amount <= INT64_MAX:
-                    self.findings.add(
-                        "amount_range",
-                        position,
-                        f"1..{INT64_MAX}",
-                        str(amount),
-                        f"{name}[{number}].amount: expected a positive amount within int64",
-                    )
+    def merge_next(self) -> None:
+        """Merge the oldest chunk's results."""
+        first_position, leaves, future = self.chunks.popleft()
+        result: _ChunkResult | None = None
+        if future is not None:
+            try:
+                result = future.result()
+            except _WORKER_FAILURES:
+                self.workers.abandon()
+        if result is None:
+            result = _check_chunk(first_position, leaves, self.worker_keys)
+        self._merge(first_position, result)
+        self.chunks_checked += 1
 
-    def _check_signature(self, position: int, entry: _Entry) -> None:
-        instruction = entry.instruction
-        if instruction is None:
+    def _merge(self, first_position: int, result: _ChunkResult) -> None:
+        hashes, leaves, findings = result
+        next_finding = 0
+        for position, (hash_value, leaf) in enumerate(
+            zip(hashes, leaves, strict=True), first_position
+        ):
+            self.frontier.append(hash_value)
+            if self.frontier.size in self.claims:
+                self.check_claims_at_size()
+            # The leaf's own findings come before those of the checks below, as
+            # when one process did both: per check, findings stay in index order.
+            while next_finding < len(findings) and findings[next_finding][1] == position:
+                self.findings.add(*findings[next_finding])
+                next_finding += 1
+            if leaf is not None:
+                self._add_leaf(position, leaf)
+        if next_finding != len(findings):
+            raise LedgerError(f"internal: a finding of another chunk {findings[next_finding]}")
+
+    # -- one leaf, with what came before ------------------------------------------
+
+    def _add_leaf(self, position: int, leaf: _Leaf) -> None:
+        if leaf.signer is None:
             self.report.unsigned_entries += 1
-            return
-        self.report.signatures_checked += 1
-        payload = _payload_object(instruction.payload)
-        if payload is not None:
-            problems = _binding_problems(entry, payload, instruction.signer)
-            for problem in problems:
-                self.findings.add(
-                    "instruction_binding",
-                    position,
-                    "the leaf to do what the signed instruction says",
-                    problem,
-                    f"the {entry.kind} leaf departs from the instruction its signer signed",
-                )
-            self._check_instruction_id(position, entry, instruction, payload)
-        if self.trust is None:
-            return
-        candidates = self.keys_by_signer.get(instruction.signer, [])
-        valid = [key for key in candidates if key.covers(position)]
-        if not valid:
-            ranges = ", ".join(
-                f"{key.first_index}..{'' if key.last_index is None else key.last_index}"
-                for key in candidates
-            )
-            self.findings.add(
-                "participant_key",
-                position,
-                f"a key of signer {_quote(instruction.signer)} valid at index {position}",
-                f"keys valid for {ranges}" if candidates else "no key of that signer",
-                f"{bundle.TRUST_FILE} has no key of the signer valid at this index",
-            )
-            return
-        key = valid[-1]
-        self.signatures.add(
-            position, instruction.signer, key.public_key, instruction.payload, instruction.signature
-        )
+        else:
+            self.report.signatures_checked += 1
+            if leaf.instruction_id is not None:
+                self._check_instruction_id(position, leaf.signer, leaf.instruction_id, leaf.commit)
+            if leaf.signature is not None:
+                self.signatures.add(position, leaf.signer, leaf.signature)
+        if leaf.entry_id is not None:
+            self._check_duplicates(position, leaf.kind, leaf.entry_id, leaf.entry_key)
+        self._replay(position, leaf)
 
     def signature_failed(self, index: int, signer: str, payload: bytes, signature: bytes) -> None:
         """Report a failed signature; name the key when another of the signer's keys made it.
@@ -1097,116 +1499,59 @@ class _LeafPass:
         )
 
     def _check_instruction_id(
-        self,
-        position: int,
-        entry: _Entry,
-        instruction: _Instruction,
-        payload: Mapping[str, Any],
+        self, position: int, signer: str, named: _InstructionId, commit: int
     ) -> None:
-        instruction_id = payload.get("instruction_id")
-        if not isinstance(instruction_id, str):
-            return
-        identity = _digest(instruction.signer, instruction_id)
-        signed = _digest(instruction.signature.hex(), instruction.payload.hex(), size=8)
-        commit = _digest(entry.committed_at, size=8)
-        earlier = self.instructions.get(identity)
+        earlier = self.instructions.get(named.identity)
         if earlier is None:
-            self.instructions[identity] = _pack_instruction(signed, commit, position)
+            self.instructions[named.identity] = _pack_instruction(named.signed, commit, position)
             return
         earlier_signed, earlier_commit, earlier_position = _unpack_instruction(earlier)
         # One signed instruction may cover every item of one batch (ledger.batch:
         # same payload and signature, one commit time); anything else is a replay.
-        if earlier_signed == signed and earlier_commit == commit:
+        if earlier_signed == named.signed and earlier_commit == commit:
             return
         self.findings.add(
             "duplicate_instruction",
             position,
-            f"instruction id {_quote(instruction_id)} of {_quote(instruction.signer)} used once",
+            f"instruction id {_quote(named.instruction_id)} of {_quote(signer)} used once",
             f"also used at index {earlier_position}",
             "the same signer's instruction id appears in two commits"
-            + ("" if earlier_signed == signed else " with different instructions"),
+            + ("" if earlier_signed == named.signed else " with different instructions"),
         )
 
-    def _check_balanced(self, position: int, entry: _Entry) -> None:
-        needs = {
-            "transaction": ("postings",),
-            "post_pending": ("postings", "releases"),
-            "void_pending": ("releases",),
-            "expire_pending": ("releases",),
-            "reversal": ("postings",),
-        }.get(entry.kind, ())
-        for name in needs:
-            postings = entry.postings if name == "postings" else entry.releases
-            if len(postings) < 2:
-                self.findings.add(
-                    "entry_balanced",
-                    position,
-                    "at least one debit and one credit",
-                    f"{len(postings)} {name}",
-                    f"double entry: the {entry.kind} needs at least two {name}",
-                )
-                continue
-            debits: dict[str, int] = {}
-            credits_: dict[str, int] = {}
-            for _, currency, is_debit, amount in postings:
-                side = debits if is_debit else credits_
-                side[currency] = side.get(currency, 0) + amount
-            for currency in sorted(debits.keys() | credits_.keys()):
-                debit_total = debits.get(currency, 0)
-                credit_total = credits_.get(currency, 0)
-                if debit_total != credit_total:
-                    self.findings.add(
-                        "entry_balanced",
-                        position,
-                        f"{currency} credits = debits = {debit_total}",
-                        f"credits {credit_total}",
-                        f"{name} of the {entry.kind} do not balance in {currency}",
-                    )
-                if max(debit_total, credit_total) > INT64_MAX:
-                    self.findings.add(
-                        "amount_range",
-                        position,
-                        f"{currency} {name} totals within {INT64_MAX}",
-                        str(max(debit_total, credit_total)),
-                        f"the {name} of one entry sum beyond int64",
-                    )
-
-    def _check_duplicates(self, position: int, entry: _Entry) -> None:
-        if entry.entry_id is None:
-            return
-        namespace = self.money_ids if entry.kind in _MONEY_KINDS else self.event_ids
-        identity = _digest(entry.entry_id)
+    def _check_duplicates(self, position: int, kind: str, entry_id: str, identity: int) -> None:
+        money = kind in _MONEY_KINDS
+        namespace = self.money_ids if money else self.event_ids
         earlier = namespace.get(identity)
         if earlier is not None:
-            space = "money entries" if entry.kind in _MONEY_KINDS else "events"
             self.findings.add(
                 "duplicate_entry_id",
                 position,
-                f"an id unused among {space}",
-                f"{_quote(entry.entry_id)} already used at index {earlier}",
-                f"the {entry.kind} reuses the id of an earlier entry",
+                f"an id unused among {'money entries' if money else 'events'}",
+                f"{_quote(entry_id)} already used at index {earlier}",
+                f"the {kind} reuses the id of an earlier entry",
             )
             return
         namespace[identity] = position
 
     # -- replay -----------------------------------------------------------------
 
-    def _replay(self, position: int, entry: _Entry) -> None:
+    def _replay(self, position: int, leaf: _Leaf) -> None:
         """Apply the entry to the accounts as the log did, even when it broke a rule."""
-        kind = entry.kind
-        document = entry.document
-        if kind == "account":
-            self._create_account(position, document["account"])
-        elif kind == "transaction":
-            if entry.pending:
-                self._apply(position, entry.postings, slot=2, sign=1)
-                self.open_pending[document["id"]] = (entry.postings, position)
+        kind = leaf.kind
+        if kind == "transaction":
+            if leaf.pending:
+                self._apply(position, leaf.postings, slot=2, sign=1)
+                self.open_pending[_required(leaf.entry_id, position)] = (leaf.postings, position)
             else:
-                self._apply(position, entry.postings, slot=0, sign=1)
+                self._apply(position, leaf.postings, slot=0, sign=1)
+        elif kind == "account":
+            account_id = _required(leaf.reference, position)
+            self._create_account(position, account_id, _required(leaf.currency, position))
         elif kind in ("post_pending", "void_pending", "expire_pending"):
-            self._resolve_pending(position, entry)
+            self._resolve_pending(position, leaf, _required(leaf.reference, position))
         elif kind == "reversal":
-            reverses = document["reverses_id"]
+            reverses = _required(leaf.reference, position)
             if self.money_ids.get(_digest(reverses), position) >= position:
                 self.findings.add(
                     "entry_reference",
@@ -1215,25 +1560,19 @@ class _LeafPass:
                     _quote(reverses),
                     "the reversal names no earlier transaction",
                 )
-            self._apply(position, entry.postings, slot=0, sign=1)
+            self._apply(position, leaf.postings, slot=0, sign=1)
         elif kind in ("account_status", "debit_limit"):
-            self._require_account(position, document["account_id"], None)
+            self._require_account(position, _required(leaf.reference, position), None)
         elif kind == "signing_key":
-            first_index = int(document["first_index"])
-            if first_index != position + 1:
-                self.findings.add(
-                    "signing_key",
-                    position,
-                    str(position + 1),
-                    str(first_index),
-                    "a key registered at index k signs from k + 1 (participant.proto SigningKey)",
-                )
             self.registrations.append(
-                (position, document["signer"], base64.b64decode(document["public_key"]))
+                (
+                    position,
+                    _required(leaf.reference, position),
+                    _required(leaf.public_key, position),
+                )
             )
 
-    def _create_account(self, position: int, account: Mapping[str, Any]) -> None:
-        account_id = account["id"]
+    def _create_account(self, position: int, account_id: str, currency: str) -> None:
         earlier = self.accounts.get(account_id)
         if earlier is not None:
             self.findings.add(
@@ -1244,7 +1583,7 @@ class _LeafPass:
                 "the account id is created twice",
             )
             return
-        self.accounts[account_id] = _Account(account["currency"], position, [0, 0, 0, 0])
+        self.accounts[account_id] = _Account(currency, position, [0, 0, 0, 0])
 
     def _require_account(
         self, position: int, account_id: str, currency: str | None
@@ -1296,8 +1635,7 @@ class _LeafPass:
                     f"account {_quote(account_id)} total beyond int64",
                 )
 
-    def _resolve_pending(self, position: int, entry: _Entry) -> None:
-        pending_id = entry.document["pending_id"]
+    def _resolve_pending(self, position: int, leaf: _Leaf, pending_id: str) -> None:
         opened = self.open_pending.pop(pending_id, None)
         if opened is None:
             self.findings.add(
@@ -1305,28 +1643,38 @@ class _LeafPass:
                 position,
                 "the id of an open pending transaction",
                 _quote(pending_id),
-                f"the {entry.kind} resolves a pending transaction that is not open",
+                f"the {leaf.kind} resolves a pending transaction that is not open",
             )
         else:
             reserved, _ = opened
-            if entry.releases != reserved:
+            if leaf.releases != reserved:
                 self.findings.add(
                     "entry_reference",
                     position,
                     f"releases equal to the pending's postings {_quote(reserved)}",
-                    _quote(entry.releases),
-                    f"the {entry.kind} releases other amounts than {_quote(pending_id)} reserved",
+                    _quote(leaf.releases),
+                    f"the {leaf.kind} releases other amounts than {_quote(pending_id)} reserved",
                 )
-            if entry.kind == "post_pending" and not _posts_within(entry.postings, reserved):
+            if leaf.kind == "post_pending" and not _posts_within(leaf.postings, reserved):
                 self.findings.add(
                     "entry_reference",
                     position,
                     "the reserved postings, or both legs of a two-leg pending for less",
-                    _quote(entry.postings),
+                    _quote(leaf.postings),
                     f"the post of {_quote(pending_id)} moves other money than was reserved",
                 )
-        self._apply(position, entry.postings, slot=0, sign=1)
-        self._apply(position, entry.releases, slot=2, sign=-1)
+        self._apply(position, leaf.postings, slot=0, sign=1)
+        self._apply(position, leaf.releases, slot=2, sign=-1)
+
+
+_Value = TypeVar("_Value")
+
+
+def _required(value: _Value | None, position: int) -> _Value:
+    """A field :func:`_check_leaf` sets for the leaf's kind."""
+    if value is None:
+        raise LedgerError(f"internal: leaf {position} lacks a field its kind has")
+    return value
 
 
 def _digest(*parts: str, size: int = 16) -> int:
@@ -1827,8 +2175,9 @@ def verify_bundle(
     def on_failure(index: int, signer: str, payload: bytes, signature: bytes) -> None:
         leaf_pass.signature_failed(index, signer, payload, signature)
 
-    signatures = _SignatureChecker(workers, on_failure)
-    leaf_pass = _LeafPass(findings, trust, claims, signatures, report)
+    pool = _Workers(workers)
+    signatures = _SignatureChecker(pool, on_failure)
+    leaf_pass = _LeafPass(findings, trust, claims, signatures, pool, report)
     leaf_pass.check_claims_at_size()  # claims at size 0: the empty tree
     show = progress and expected_size is not None and expected_size > PROGRESS_THRESHOLD_LEAVES
     try:
@@ -1844,7 +2193,7 @@ def verify_bundle(
             report.entries_checked = _stream_leaves(root, leaf_pass, findings, bar)
         signatures.finish()
     finally:
-        signatures.close()
+        pool.close()
     leaf_count = report.entries_checked
     report.signatures_verified = signatures.verified
     report.tree_size = expected_size if expected_size is not None else leaf_count
@@ -1877,18 +2226,20 @@ def verify_bundle(
 
 
 def _stream_leaves(root: Path, leaf_pass: _LeafPass, findings: _Findings, bar: tqdm[Any]) -> int:
+    """Read the leaves in chunks for ``leaf_pass``; return how many were read."""
     count = 0
-    step = 0
+    chunk: list[bytes] = []
+    problem: _Raw | None = None
     try:
-        for position, leaf in enumerate(bundle.read_framed(root / bundle.LEAVES_FILE)):
-            leaf_pass.add(position, leaf)
-            count = position + 1
-            step += 1
-            if step == 1024:
-                bar.update(step)
-                step = 0
+        for leaf in bundle.read_framed(root / bundle.LEAVES_FILE):
+            chunk.append(leaf)
+            if len(chunk) == LEAF_CHUNK_SIZE:
+                leaf_pass.add_chunk(count, chunk)
+                count += len(chunk)
+                bar.update(len(chunk))
+                chunk = []
     except FramingError as error:
-        findings.add(
+        problem = (
             "framing",
             error.frame,
             "complete frames",
@@ -1898,8 +2249,15 @@ def _stream_leaves(root: Path, leaf_pass: _LeafPass, findings: _Findings, bar: t
     except FileNotFoundError:
         pass
     except OSError as error:
-        findings.add("bundle_files", None, "a readable file", str(error), bundle.LEAVES_FILE)
-    bar.update(step)
+        problem = ("bundle_files", None, "a readable file", str(error), bundle.LEAVES_FILE)
+    if chunk:
+        leaf_pass.add_chunk(count, chunk)
+        count += len(chunk)
+        bar.update(len(chunk))
+    leaf_pass.finish()
+    # After the leaves before it, as when it stopped the pass.
+    if problem is not None:
+        findings.add(*problem)
     return count
 
 
