@@ -80,10 +80,10 @@ import json
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from ledger import canonical
 from ledger.errors import (
@@ -180,6 +180,9 @@ STATEMENT_DAYS_MAX: Final = 366
 SWEEP_INTERVAL_SECONDS: Final = 1.0
 """How often, at most, reads look for held payments whose hold has timed out."""
 HOLDS_PER_SWEEP_MAX: Final = 1000
+PAYMENTS_PER_COMMIT_MAX: Final = 64
+"""Payments committed together in one linked ledger submit: at most 6 commands each,
+far below the ledger's 8,000 per commit; bounds the retries when some fail."""
 
 PAYMENT_CODE: Final = "PAYMENT"
 FEE_ACCOUNT_PREFIX: Final = "fees:"
@@ -191,6 +194,8 @@ REASON_INSUFFICIENT_FUNDS: Final = "AM04"
 REASON_REGULATORY: Final = "RR04"
 REASON_ACCOUNT: Final = "AC01"
 REASON_EXPIRED: Final = "AB05"
+
+T = TypeVar("T")
 
 _DATE_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
@@ -365,6 +370,107 @@ class Signed:
     common checks in the journal (None when there is none)."""
 
 
+# -- group commit of payments ----------------------------------------------------------------
+
+
+@dataclass
+class _Linked:
+    """One payment's commands, all or nothing, and where its results go."""
+
+    uetr: str
+    commands: Sequence[Command]
+    future: asyncio.Future[list[CommandResult]]
+
+
+class LinkedGroups:
+    """Commits the linked command lists of concurrent payments in ONE linked ledger submit.
+
+    The sequencer commits a linked request in a database transaction of its
+    own, so one request per payment would queue every payment behind one disk
+    flush. Here the lists queued while the previous group was committing form
+    the next group, submitted as one linked request: all of it commits, or
+    nothing does. When a payment's command fails, the failure names it (the
+    failing command's position, or the ``uetr`` that a projection error
+    carries): that payment alone is answered, with its own results (the
+    failing command's error, ``linked_command_failed`` for its others), and
+    the group is submitted again without it. So each payment stays all or
+    nothing, and never fails because of another.
+    """
+
+    def __init__(self, hub: Hub, max_items: int = PAYMENTS_PER_COMMIT_MAX) -> None:
+        self.hub = hub
+        self.max_items = max_items
+        self._queue: asyncio.Queue[_Linked] | None = None
+        self._worker: asyncio.Task[None] | None = None
+
+    async def submit(self, uetr: str, commands: Sequence[Command]) -> list[CommandResult]:
+        """Commit ``commands`` (one payment's) linked; their results once durable."""
+        if self._queue is None or self._worker is None or self._worker.done():
+            self._queue = asyncio.Queue()
+            self._worker = asyncio.get_running_loop().create_task(self._run(self._queue))
+        future: asyncio.Future[list[CommandResult]] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Linked(uetr, list(commands), future))
+        return await future
+
+    async def _run(self, queue: asyncio.Queue[_Linked]) -> None:
+        while True:
+            group = [await queue.get()]
+            while len(group) < self.max_items and not queue.empty():
+                group.append(queue.get_nowait())
+            try:
+                await self._commit(group)
+            except Exception as error:  # every caller must be answered, whatever happened
+                for item in group:
+                    _answer(item, error=error)
+
+    async def _commit(self, group: list[_Linked]) -> None:
+        pending = list(group)
+        while pending:
+            commands = [command for item in pending for command in item.commands]
+            try:
+                results = await self.hub.sequencer.submit(commands, linked=True)
+            except LedgerError as error:
+                named = getattr(error, "uetr", None)
+                culprit = next((item for item in pending if item.uetr == named), None)
+                if culprit is None:
+                    for item in pending:
+                        _answer(item, error=error)
+                    return
+                _answer(culprit, error=error)
+                pending.remove(culprit)
+                continue
+            failed_at = next(
+                (
+                    position
+                    for position, result in enumerate(results)
+                    if result.error is not None
+                    and not isinstance(result.error, LinkedCommandFailed)
+                ),
+                None,
+            )
+            start = 0
+            for item in list(pending):
+                end = start + len(item.commands)
+                if failed_at is None or start <= failed_at < end:
+                    _answer(item, results=results[start:end])
+                    pending.remove(item)
+                start = end
+
+
+def _answer(
+    item: _Linked,
+    *,
+    results: list[CommandResult] | None = None,
+    error: BaseException | None = None,
+) -> None:
+    if item.future.done():
+        return  # the caller went away; its commands were committed (or not) all the same
+    if error is not None:
+        item.future.set_exception(error)
+    else:
+        item.future.set_result(results or [])
+
+
 # -- the flows ---------------------------------------------------------------------------------
 
 
@@ -406,10 +512,35 @@ class PaymentFlows:
     hub: Hub
     settings: PaymentSettings = field(default_factory=PaymentSettings)
     _transitions: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
+    _groups: LinkedGroups | None = field(default=None, init=False)
+    _participants: dict[str, Participant] = field(default_factory=dict, init=False)
     _fee_accounts: set[str] = field(default_factory=set, init=False)
     _last_sweep_s: float = field(default=0.0, init=False)
     _sanctions: SanctionsList | None = field(default=None, init=False)
     _sanctions_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+
+    def read(self, function: Callable[..., T], *arguments: Any, **keywords: Any) -> T:
+        """Call a projection reader with a read connection of its own (blocking)."""
+        with self.hub.ledger.reading() as connection:
+            return function(connection, *arguments, **keywords)
+
+    async def read_async(self, function: Callable[..., T], *arguments: Any, **keywords: Any) -> T:
+        """:meth:`read` in a worker thread."""
+        return await asyncio.to_thread(self.read, function, *arguments, **keywords)
+
+    def participant(self, participant_id: str) -> Participant | None:
+        """A registered participant; cached, since a registration never changes."""
+        found = self._participants.get(participant_id)
+        if found is None:
+            found = self.hub.registry.get(participant_id)
+            if found is not None:
+                self._participants[participant_id] = found
+        return found
+
+    def groups(self) -> LinkedGroups:
+        if self._groups is None:
+            self._groups = LinkedGroups(self.hub)
+        return self._groups
 
     def now_us(self) -> int:
         """The hub's clock (the ledger's: quotes expire by the clock that stamps commits)."""
@@ -436,7 +567,7 @@ class PaymentFlows:
             instruction=signed.instruction,
         )
         (receipt,) = _receipts(await self.hub.sequencer.submit([event]))
-        rate = await asyncio.to_thread(projection.rate_by_id, self.hub.ledger, event.id)
+        rate = await self.read_async(projection.rate_by_id, event.id)
         if rate is None:
             raise IntegrityError(f"rate {event.id!r} committed without its projection row")
         return receipt, rate
@@ -457,7 +588,7 @@ class PaymentFlows:
             # A concurrent retry of the same instruction committed first,
             # priced from another rate: answer with that one.
             return await asyncio.to_thread(self._existing_quote, signed)
-        quote = await asyncio.to_thread(projection.quote_by_id, self.hub.ledger, event.id)
+        quote = await self.read_async(projection.quote_by_id, event.id)
         if quote is None:
             raise IntegrityError(f"quote {event.id!r} committed without its projection row")
         return receipt, quote
@@ -465,7 +596,7 @@ class PaymentFlows:
     def _quote_event(
         self, caller: Caller, order: QuoteOrder, signed: Signed, expiry_seconds: int
     ) -> NewEvent:
-        provider = self.hub.registry.get(order.fx_provider_id)
+        provider = self.participant(order.fx_provider_id)
         if provider is None or provider.role is not Role.FX_PROVIDER:
             raise _with_field(
                 ParticipantMustExist(
@@ -473,8 +604,8 @@ class PaymentFlows:
                 ),
                 "fx_provider_id",
             )
-        rate = projection.latest_valid_rate(
-            self.hub.ledger,
+        rate = self.read(
+            projection.latest_valid_rate,
             order.fx_provider_id,
             order.source_currency,
             order.target_currency,
@@ -506,7 +637,7 @@ class PaymentFlows:
         )
 
     def _existing_quote(self, signed: Signed) -> tuple[Receipt, Quote]:
-        quote = projection.quote_by_id(self.hub.ledger, signed.instruction_id)
+        quote = self.read(projection.quote_by_id, signed.instruction_id)
         payload = _committed_payload(self.hub.ledger, quote.journal_index) if quote else None
         if quote is None or payload is None:
             # The id was used by something other than a quote of this caller.
@@ -554,7 +685,7 @@ class PaymentFlows:
                 signed.instruction_id,
                 _differing_fields(signed.prior_payload, signed.instruction.payload),
             )
-        creditor_agent = self.hub.registry.get(order.creditor_agent_id)
+        creditor_agent = self.participant(order.creditor_agent_id)
         if creditor_agent is None or creditor_agent.role is not Role.BANK:
             raise _with_field(
                 ParticipantMustExist(
@@ -562,14 +693,14 @@ class PaymentFlows:
                 ),
                 "creditor_agent_id",
             )
-        quote: Quote | None = None
-        if order.quote_id:
-            quote = projection.quote_by_id(ledger, order.quote_id)
-            if quote is None:
-                raise _with_field(
-                    QuoteMustExist(f"quote {order.quote_id!r:.80} does not exist"), "quote_id"
-                )
-        if projection.payment_by_uetr(ledger, order.uetr) is not None:
+        with ledger.reading() as connection:
+            quote = projection.quote_by_id(connection, order.quote_id) if order.quote_id else None
+            uetr_taken = projection.payment_exists(connection, order.uetr)
+        if order.quote_id and quote is None:
+            raise _with_field(
+                QuoteMustExist(f"quote {order.quote_id!r:.80} does not exist"), "quote_id"
+            )
+        if uetr_taken:
             raise _with_field(
                 UetrTaken(
                     f"UETR {order.uetr} belongs to another payment; a UETR names one payment "
@@ -580,7 +711,7 @@ class PaymentFlows:
         if quote is not None:
             _check_quote_usable(quote, caller, order, self.now_us())
         if order.stated is not None:
-            debtor_agent = self.hub.registry.get(caller.participant_id)
+            debtor_agent = self.participant(caller.participant_id)
             _check_agent_bics(order.stated, debtor_agent, creditor_agent)
         if quote is not None:
             fx_provider_id = quote.fx_provider_id
@@ -626,8 +757,9 @@ class PaymentFlows:
         )
 
     async def _commit_payment(self, prepared: _Prepared) -> tuple[Receipt, PaymentRecord]:
+        uetr = prepared.order.uetr
         commands = self._submission_commands(prepared, rejection=None)
-        results = await self.hub.sequencer.submit(commands, linked=True)
+        results = await self.groups().submit(uetr, commands)
         error = _first_error(results)
         rejection: tuple[str, str] | None = None
         if isinstance(error, ExceedsCredits):
@@ -644,16 +776,14 @@ class PaymentFlows:
             raise error
         if rejection is not None:
             commands = self._submission_commands(prepared, rejection=rejection)
-            results = await self.hub.sequencer.submit(commands, linked=True)
+            results = await self.groups().submit(uetr, commands)
             error = _first_error(results)
             if isinstance(error, Conflict):
                 return await asyncio.to_thread(self._after_conflict, prepared, error)
             if error is not None:
                 raise error
         receipt = _instruction_receipt(results, prepared.signed.instruction_id)
-        payment = await asyncio.to_thread(
-            projection.payment_by_uetr, self.hub.ledger, prepared.order.uetr
-        )
+        payment = await self.read_async(projection.payment_by_uetr, prepared.order.uetr)
         if payment is None:
             raise IntegrityError(f"payment {prepared.order.uetr} committed without its row")
         return receipt, payment
@@ -666,7 +796,7 @@ class PaymentFlows:
             if committed.signer != prepared.caller.participant_id:
                 raise _id_taken(prepared.signed.instruction_id)
             return self._existing_payment(committed, prepared.signed)
-        if projection.payment_by_uetr(self.hub.ledger, prepared.order.uetr) is not None:
+        if self.read(projection.payment_exists, prepared.order.uetr):
             raise _with_field(
                 UetrTaken(f"UETR {prepared.order.uetr} belongs to another payment"), "uetr"
             )
@@ -781,7 +911,7 @@ class PaymentFlows:
                 signed.instruction_id,
                 _differing_fields(committed.payload, signed.instruction.payload),
             )
-        payment = projection.payment_by_uetr(self.hub.ledger, committed.uetr)
+        payment = self.read(projection.payment_by_uetr, committed.uetr)
         if payment is None:
             raise IntegrityError(f"payment {committed.uetr} has a status row but no payment row")
         return committed.receipt, payment
@@ -789,38 +919,24 @@ class PaymentFlows:
     def _committed_in_payments(self, instruction_id: str) -> _Committed | None:
         """A committed submission or review with this instruction id, from the payment tables."""
         ledger = self.hub.ledger
-        payment = projection.payment_by_instruction(ledger, instruction_id)
-        if payment is not None:
-            index, leaf_hash, at_us, uetr = (
-                payment.journal_index,
-                payment.leaf_hash,
-                payment.submitted_at_us,
-                payment.uetr,
-            )
-        else:
-            change = projection.status_by_instruction(ledger, instruction_id)
-            found_uetr = projection.uetr_of_status(ledger, instruction_id)
-            if change is None or found_uetr is None:
-                return None
-            index, leaf_hash, at_us, uetr = (
-                change.journal_index,
-                change.leaf_hash,
-                change.committed_at_us,
-                found_uetr,
-            )
-        leaf = canonical.decode(ledger.leaf(index))
+        use = self.read(projection.instruction_use, instruction_id)
+        if use is None:
+            return None
+        leaf = canonical.decode(ledger.leaf(use.journal_index))
         instruction = leaf.get("instruction") if isinstance(leaf, dict) else None
         if not instruction:
             raise IntegrityError(
-                f"journal entry {index} records instruction {instruction_id!r} "
+                f"journal entry {use.journal_index} records instruction {instruction_id!r} "
                 "but holds no signed instruction"
             )
         return _Committed(
             instruction_id=instruction_id,
             signer=str(instruction["signer"]),
             payload=base64.b64decode(instruction["payload"]),
-            receipt=Receipt(instruction_id, index, leaf_hash, at_us, existed=True),
-            uetr=uetr,
+            receipt=Receipt(
+                instruction_id, use.journal_index, use.leaf_hash, use.committed_at_us, existed=True
+            ),
+            uetr=use.uetr,
         )
 
     async def import_pacs008(
@@ -914,9 +1030,7 @@ class PaymentFlows:
             )
         await self.expire_due_holds(force=True)
         async with self._transitions:
-            payment = await asyncio.to_thread(
-                projection.payment_by_uetr, self.hub.ledger, order.uetr
-            )
+            payment = await self.read_async(projection.payment_by_uetr, order.uetr)
             if payment is None:
                 raise _with_field(PaymentMustExist(f"payment {order.uetr} does not exist"), "uetr")
             if payment.status != PDNG:
@@ -929,7 +1043,7 @@ class PaymentFlows:
                     DecisionMustBeSpecified("decision must be RELEASE or REJECT"), "decision"
                 )
             commands = review_commands(payment, order, signed)
-            results = await self.hub.sequencer.submit(commands, linked=True)
+            results = await self.groups().submit(payment.uetr, commands)
         error = _first_error(results)
         if isinstance(error, PendingExpired):
             await self.expire_due_holds(force=True)
@@ -939,7 +1053,7 @@ class PaymentFlows:
         if error is not None:
             raise error
         receipt = _instruction_receipt(results, signed.instruction_id)
-        reviewed = await asyncio.to_thread(projection.payment_by_uetr, self.hub.ledger, order.uetr)
+        reviewed = await self.read_async(projection.payment_by_uetr, order.uetr)
         if reviewed is None:
             raise IntegrityError(f"payment {order.uetr} vanished during its review")
         return receipt, reviewed
@@ -956,13 +1070,11 @@ class PaymentFlows:
         if not force and moment - self._last_sweep_s < SWEEP_INTERVAL_SECONDS:
             return 0
         self._last_sweep_s = moment
-        due = await asyncio.to_thread(
-            projection.holds_due, self.hub.ledger, self.now_us(), HOLDS_PER_SWEEP_MAX
-        )
+        due = await self.read_async(projection.holds_due, self.now_us(), HOLDS_PER_SWEEP_MAX)
         if not due:
             return 0
         async with self._transitions:
-            held = await asyncio.to_thread(projection.payments_by_uetr, self.hub.ledger, due)
+            held = await self.read_async(projection.payments_by_uetr, due)
             now_us = self.now_us()
             events: list[Command] = [
                 status_event(
@@ -990,12 +1102,12 @@ class PaymentFlows:
     async def payment_for(self, caller: Caller, uetr: str) -> PaymentRecord:
         """A payment the caller may see (payment.proto, GetPayment), hold expiry applied."""
         check_uetr(uetr)
-        payment = await asyncio.to_thread(projection.payment_by_uetr, self.hub.ledger, uetr)
+        payment = await self.read_async(projection.payment_by_uetr, uetr)
         if payment is not None and payment.status == PDNG:
             hold_end = payment.hold_expires_at_us
             if hold_end is not None and hold_end <= self.now_us():
                 await self.expire_due_holds(force=True)
-                payment = await asyncio.to_thread(projection.payment_by_uetr, self.hub.ledger, uetr)
+                payment = await self.read_async(projection.payment_by_uetr, uetr)
         if payment is None or not (
             caller.sees_everything or payment.visible_to(caller.participant_id)
         ):
@@ -1013,8 +1125,8 @@ class PaymentFlows:
         return await asyncio.to_thread(self._payment_message, payment, message_type)
 
     def _payment_message(self, payment: PaymentRecord, message_type: str) -> bytes:
-        debtor_agent = self.hub.registry.get(payment.debtor_agent_id)
-        creditor_agent = self.hub.registry.get(payment.creditor_agent_id)
+        debtor_agent = self.participant(payment.debtor_agent_id)
+        creditor_agent = self.participant(payment.creditor_agent_id)
         if debtor_agent is None or creditor_agent is None:
             raise IntegrityError(f"payment {payment.uetr} names an unregistered agent")
         if message_type == "pacs.008":
@@ -1066,16 +1178,15 @@ class PaymentFlows:
     # -- watching --------------------------------------------------------------------------------
 
     async def watch_position(self) -> int:
-        return await asyncio.to_thread(projection.last_status_index, self.hub.ledger)
+        return await self.read_async(projection.last_status_index)
 
     async def changes_after(
         self, caller: Caller, position: int, uetr: str | None
     ) -> tuple[list[projection.WatchedChange], int]:
         """Status changes after ``position`` the caller may see (as debtor or creditor agent)."""
         await self.expire_due_holds()
-        return await asyncio.to_thread(
+        return await self.read_async(
             projection.status_changes_after,
-            self.hub.ledger,
             position,
             participant_id=None if caller.sees_everything else caller.participant_id,
             uetr=uetr,

@@ -26,13 +26,14 @@ The readers below take the ledger and use its read connection; they block
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
-from ledger import canonical
+from ledger.errors import LedgerError
 from ledger.records import Command, NewEvent, Receipt
 from ledger.store import Ledger
 from settlement.errors import AlreadyExists, FailedPrecondition, NotFoundError
@@ -44,6 +45,9 @@ PAYMENT_STATUS: Final = "payment_status"
 
 TRANSACTION_ID_PREFIX: Final = "payment:"
 """A payment's ledger transaction is ``payment:<uetr>`` (payment.proto)."""
+
+Source = Ledger | Connection
+"""Where a reader reads: the ledger (a read connection of its own) or an open connection."""
 
 WATCH_ROWS_MAX: Final = 500
 """Status changes read per poll of a watch stream."""
@@ -267,103 +271,146 @@ def payment_details(
 
 
 class PaymentsProjection:
-    """Writes rates, quotes, payments and status rows for newly committed payment events."""
+    """Writes rates, quotes, payments and status rows for newly committed payment events.
+
+    Rows are gathered over the whole commit and written with one statement
+    per table where possible (a group commit may carry many payments); the
+    statements are built once, at import.
+    """
 
     def project(self, connection: Connection, created: Sequence[tuple[Command, Receipt]]) -> None:
+        rates: list[dict[str, Any]] = []
+        quotes: list[dict[str, Any]] = []
+        submitted: list[tuple[str, Mapping[str, Any], Receipt]] = []
+        changes: list[dict[str, Any]] = []
+        latest: dict[str, tuple[dict[str, Any], int | None]] = {}
         for command, receipt in created:
             if not isinstance(command, NewEvent):
                 continue
             if command.event_type == RATE_PUBLISHED:
-                _insert_rate(connection, command, receipt)
+                rates.append(_rate_row(command, receipt))
             elif command.event_type == QUOTE_ISSUED:
-                _insert_quote(connection, command, receipt)
+                quotes.append(_quote_row(command, receipt))
             elif command.event_type == PAYMENT_STATUS:
-                _apply_status(connection, command, receipt)
+                body = command.body
+                uetr = str(body["uetr"])
+                if body.get("payment") is not None:
+                    submitted.append((uetr, body["payment"], receipt))
+                change, hold_expires_at_us = _status_row(command, receipt)
+                changes.append(change)
+                latest[uetr] = (change, hold_expires_at_us)
+        if rates:
+            connection.execute(fx_rates.insert(), rates)
+        if quotes:
+            connection.execute(fx_quotes.insert(), quotes)
+        if not changes:
+            return
+        new_payments = []
+        for uetr, payment, receipt in submitted:
+            if payment["quote_id"]:
+                _claim_quote(connection, payment["quote_id"], uetr, receipt.committed_at_us)
+            new_payments.append(_payment_row(uetr, payment, receipt, latest.pop(uetr)))
+        if new_payments:
+            connection.execute(payments.insert(), new_payments)
+        connection.execute(payment_status.insert(), changes)
+        for uetr, (change, hold_expires_at_us) in latest.items():
+            updated = connection.execute(
+                _UPDATE_PAYMENT,
+                {
+                    "b_uetr": uetr,
+                    "status": change["status"],
+                    "reason_code": change["reason_code"],
+                    "reason": change["reason"],
+                    "hold_expires_at_us": hold_expires_at_us,
+                },
+            )
+            if updated.rowcount != 1:
+                raise _naming(
+                    PaymentStatusWithoutPayment(
+                        f"a status event names payment {uetr!r}, which has no submission event"
+                    ),
+                    uetr,
+                )
 
 
-def _insert_rate(connection: Connection, event: NewEvent, receipt: Receipt) -> None:
-    body = event.body
-    valid_seconds = int(body["valid_seconds"])
-    connection.execute(
-        fx_rates.insert().values(
-            rate_id=event.id,
-            fx_provider_id=body["fx_provider_id"],
-            source_currency=body["source_currency"],
-            target_currency=body["target_currency"],
-            rate=body["rate"],
-            fee_minor=int(body["fee_minor"]),
-            valid_from_us=receipt.committed_at_us,
-            valid_until_us=receipt.committed_at_us + valid_seconds * 1_000_000,
-            journal_index=receipt.journal_index,
-        )
+_UPDATE_PAYMENT = (
+    update(payments)
+    .where(payments.c.uetr == bindparam("b_uetr"))
+    .values(
+        status=bindparam("status"),
+        reason_code=bindparam("reason_code"),
+        reason=bindparam("reason"),
+        hold_expires_at_us=bindparam("hold_expires_at_us"),
     )
+)
+_CLAIM_QUOTE = (
+    update(fx_quotes)
+    .where(fx_quotes.c.quote_id == bindparam("b_quote_id"))
+    .where(fx_quotes.c.used_by_uetr.is_(None))
+    .where(fx_quotes.c.expires_at_us > bindparam("b_committed_at_us"))
+    .values(used_by_uetr=bindparam("b_uetr"))
+)
+_QUOTE_USE = select(fx_quotes.c.used_by_uetr, fx_quotes.c.expires_at_us).where(
+    fx_quotes.c.quote_id == bindparam("quote_id")
+)
 
 
-def _insert_quote(connection: Connection, event: NewEvent, receipt: Receipt) -> None:
+def _rate_row(event: NewEvent, receipt: Receipt) -> dict[str, Any]:
     body = event.body
-    connection.execute(
-        fx_quotes.insert().values(
-            quote_id=event.id,
-            requester_id=body["requester_id"],
-            fx_provider_id=body["fx_provider_id"],
-            rate_id=body["rate_id"],
-            source_currency=body["source_currency"],
-            target_currency=body["target_currency"],
-            fixed_side=body["fixed_side"],
-            send_minor=int(body["send_minor"]),
-            receive_minor=int(body["receive_minor"]),
-            fee_minor=int(body["fee_minor"]),
-            rate=body["rate"],
-            issued_at_us=receipt.committed_at_us,
-            expires_at_us=receipt.committed_at_us + int(body["expiry_seconds"]) * 1_000_000,
-            used_by_uetr=None,
-            journal_index=receipt.journal_index,
-            leaf_hash=receipt.leaf_hash,
-        )
-    )
+    return {
+        "rate_id": event.id,
+        "fx_provider_id": body["fx_provider_id"],
+        "source_currency": body["source_currency"],
+        "target_currency": body["target_currency"],
+        "rate": body["rate"],
+        "fee_minor": int(body["fee_minor"]),
+        "valid_from_us": receipt.committed_at_us,
+        "valid_until_us": receipt.committed_at_us + int(body["valid_seconds"]) * 1_000_000,
+        "journal_index": receipt.journal_index,
+    }
 
 
-def _apply_status(connection: Connection, event: NewEvent, receipt: Receipt) -> None:
+def _quote_row(event: NewEvent, receipt: Receipt) -> dict[str, Any]:
     body = event.body
-    uetr = str(body["uetr"])
-    submitted = body.get("payment")
-    if submitted is not None:
-        _insert_payment(connection, uetr, submitted, receipt)
-    status = str(body["status"])
-    instruction_id = body.get("instruction_id")
-    connection.execute(
-        payment_status.insert().values(
-            uetr=uetr,
-            sequence=int(body["sequence"]),
-            status=status,
-            reason_code=body["reason_code"],
-            reason=body["reason"],
-            journal_index=receipt.journal_index,
-            leaf_hash=receipt.leaf_hash,
-            committed_at_us=receipt.committed_at_us,
-            instruction_id=instruction_id,
-            signer=None if event.instruction is None else event.instruction.signer,
-        )
-    )
+    return {
+        "quote_id": event.id,
+        "requester_id": body["requester_id"],
+        "fx_provider_id": body["fx_provider_id"],
+        "rate_id": body["rate_id"],
+        "source_currency": body["source_currency"],
+        "target_currency": body["target_currency"],
+        "fixed_side": body["fixed_side"],
+        "send_minor": int(body["send_minor"]),
+        "receive_minor": int(body["receive_minor"]),
+        "fee_minor": int(body["fee_minor"]),
+        "rate": body["rate"],
+        "issued_at_us": receipt.committed_at_us,
+        "expires_at_us": receipt.committed_at_us + int(body["expiry_seconds"]) * 1_000_000,
+        "used_by_uetr": None,
+        "journal_index": receipt.journal_index,
+        "leaf_hash": receipt.leaf_hash,
+    }
+
+
+def _status_row(event: NewEvent, receipt: Receipt) -> tuple[dict[str, Any], int | None]:
+    """The payment_status row of an event, and when the hold it starts ends (None: none)."""
+    body = event.body
     hold_seconds = body.get("hold_seconds")
-    changed = connection.execute(
-        update(payments)
-        .where(payments.c.uetr == uetr)
-        .values(
-            status=status,
-            reason_code=body["reason_code"],
-            reason=body["reason"],
-            hold_expires_at_us=(
-                None
-                if hold_seconds is None
-                else receipt.committed_at_us + int(hold_seconds) * 1_000_000
-            ),
-        )
-    )
-    if changed.rowcount != 1:
-        raise PaymentStatusWithoutPayment(
-            f"status event {event.id!r} names payment {uetr!r}, which has no submission event"
-        )
+    row = {
+        "uetr": str(body["uetr"]),
+        "sequence": int(body["sequence"]),
+        "status": str(body["status"]),
+        "reason_code": body["reason_code"],
+        "reason": body["reason"],
+        "journal_index": receipt.journal_index,
+        "leaf_hash": receipt.leaf_hash,
+        "committed_at_us": receipt.committed_at_us,
+        "instruction_id": body.get("instruction_id"),
+        "signer": None if event.instruction is None else event.instruction.signer,
+    }
+    if hold_seconds is None:
+        return row, None
+    return row, receipt.committed_at_us + int(hold_seconds) * 1_000_000
 
 
 class PaymentStatusWithoutPayment(FailedPrecondition):
@@ -372,39 +419,44 @@ class PaymentStatusWithoutPayment(FailedPrecondition):
     code = "payment_must_exist"
 
 
-def _insert_payment(
-    connection: Connection, uetr: str, submitted: Mapping[str, Any], receipt: Receipt
-) -> None:
-    quote_id = submitted["quote_id"] or None
-    if quote_id is not None:
-        _claim_quote(connection, quote_id, uetr, receipt.committed_at_us)
+def _payment_row(
+    uetr: str,
+    submitted: Mapping[str, Any],
+    receipt: Receipt,
+    latest: tuple[Mapping[str, Any], int | None],
+) -> dict[str, Any]:
+    """The payments row of a submission, with the status it reached in the same commit."""
     details = {key: submitted[key] for key in _DETAIL_KEYS}
-    connection.execute(
-        payments.insert().values(
-            uetr=uetr,
-            instruction_id=submitted["instruction_id"],
-            end_to_end_id=submitted["end_to_end_id"],
-            debtor_agent_id=submitted["debtor_agent_id"],
-            creditor_agent_id=submitted["creditor_agent_id"],
-            fx_provider_id=submitted["fx_provider_id"],
-            quote_id=quote_id,
-            source_currency=submitted["source_currency"],
-            send_minor=int(submitted["send_minor"]),
-            target_currency=submitted["target_currency"],
-            receive_minor=int(submitted["receive_minor"]),
-            fee_minor=int(submitted["fee_minor"]),
-            rate=submitted["rate"],
-            details=canonical.encode(details).decode("utf-8"),
-            status="",
-            reason_code="",
-            reason="",
-            transaction_id=submitted["transaction_id"],
-            hold_expires_at_us=None,
-            submitted_at_us=receipt.committed_at_us,
-            journal_index=receipt.journal_index,
-            leaf_hash=receipt.leaf_hash,
-        )
-    )
+    return {
+        "uetr": uetr,
+        "instruction_id": submitted["instruction_id"],
+        "end_to_end_id": submitted["end_to_end_id"],
+        "debtor_agent_id": submitted["debtor_agent_id"],
+        "creditor_agent_id": submitted["creditor_agent_id"],
+        "fx_provider_id": submitted["fx_provider_id"],
+        "quote_id": submitted["quote_id"] or None,
+        "source_currency": submitted["source_currency"],
+        "send_minor": int(submitted["send_minor"]),
+        "target_currency": submitted["target_currency"],
+        "receive_minor": int(submitted["receive_minor"]),
+        "fee_minor": int(submitted["fee_minor"]),
+        "rate": submitted["rate"],
+        "details": json.dumps(details, sort_keys=True, separators=(",", ":"), ensure_ascii=False),
+        "status": latest[0]["status"],
+        "reason_code": latest[0]["reason_code"],
+        "reason": latest[0]["reason"],
+        "transaction_id": submitted["transaction_id"],
+        "hold_expires_at_us": latest[1],
+        "submitted_at_us": receipt.committed_at_us,
+        "journal_index": receipt.journal_index,
+        "leaf_hash": receipt.leaf_hash,
+    }
+
+
+def _naming(error: LedgerError, uetr: str) -> LedgerError:
+    """Name the payment whose commit failed, so that the others of a group can be retried."""
+    setattr(error, "uetr", uetr)  # noqa: B010 - an optional attribute of these errors
+    return error
 
 
 _DETAIL_KEYS: Final = (
@@ -422,153 +474,201 @@ _DETAIL_KEYS: Final = (
 def _claim_quote(connection: Connection, quote_id: str, uetr: str, committed_at_us: int) -> None:
     """Mark the quote used by ``uetr``, or raise why it cannot be (the race-free check)."""
     claimed = connection.execute(
-        update(fx_quotes)
-        .where(fx_quotes.c.quote_id == quote_id)
-        .where(fx_quotes.c.used_by_uetr.is_(None))
-        .where(fx_quotes.c.expires_at_us > committed_at_us)
-        .values(used_by_uetr=uetr)
+        _CLAIM_QUOTE,
+        {"b_quote_id": quote_id, "b_uetr": uetr, "b_committed_at_us": committed_at_us},
     )
     if claimed.rowcount == 1:
         return
-    row = connection.execute(
-        select(fx_quotes.c.used_by_uetr, fx_quotes.c.expires_at_us).where(
-            fx_quotes.c.quote_id == quote_id
-        )
-    ).first()
+    row = connection.execute(_QUOTE_USE, {"quote_id": quote_id}).first()
     if row is None:
-        raise QuoteMustExist(f"quote {quote_id!r} does not exist")
+        raise _naming(QuoteMustExist(f"quote {quote_id!r} does not exist"), uetr)
     if row.used_by_uetr is not None:
-        raise QuoteUsed(
-            f"quote {quote_id!r} was used by payment {row.used_by_uetr}; request a new quote"
+        raise _naming(
+            QuoteUsed(
+                f"quote {quote_id!r} was used by payment {row.used_by_uetr}; request a new quote"
+            ),
+            uetr,
         )
-    raise QuoteExpired(
-        f"quote {quote_id!r} expired at {row.expires_at_us} us, before this payment committed "
-        f"at {committed_at_us} us; request a new quote"
+    raise _naming(
+        QuoteExpired(
+            f"quote {quote_id!r} expired at {row.expires_at_us} us, before this payment "
+            f"committed at {committed_at_us} us; request a new quote"
+        ),
+        uetr,
     )
 
 
 # -- readers ------------------------------------------------------------------------------------
+#
+# Each takes the ledger, or an open read connection (``with ledger.reading() as
+# connection``) so that a flow makes all the reads of one step in one transaction.
+
+_LATEST_VALID_RATE = (
+    select(fx_rates)
+    .where(fx_rates.c.fx_provider_id == bindparam("fx_provider_id"))
+    .where(fx_rates.c.source_currency == bindparam("source"))
+    .where(fx_rates.c.target_currency == bindparam("target"))
+    .where(fx_rates.c.valid_until_us > bindparam("now_us"))
+    .order_by(fx_rates.c.journal_index.desc())
+    .limit(1)
+)
+_RATE_BY_ID = select(fx_rates).where(fx_rates.c.rate_id == bindparam("rate_id"))
+_QUOTE_BY_ID = select(fx_quotes).where(fx_quotes.c.quote_id == bindparam("quote_id"))
+_PAYMENT_EXISTS = select(payments.c.uetr).where(payments.c.uetr == bindparam("uetr"))
+_PAYMENT_BY_UETR = select(payments).where(payments.c.uetr == bindparam("uetr"))
+_HISTORY = (
+    select(payment_status)
+    .where(payment_status.c.uetr == bindparam("uetr"))
+    .order_by(payment_status.c.sequence)
+)
+_SUBMISSION_BY_INSTRUCTION = select(
+    payments.c.uetr,
+    payments.c.journal_index,
+    payments.c.leaf_hash,
+    payments.c.submitted_at_us.label("committed_at_us"),
+).where(payments.c.instruction_id == bindparam("instruction_id"))
+_CHANGE_BY_INSTRUCTION = select(
+    payment_status.c.uetr,
+    payment_status.c.journal_index,
+    payment_status.c.leaf_hash,
+    payment_status.c.committed_at_us,
+).where(payment_status.c.instruction_id == bindparam("instruction_id"))
+_HOLDS_DUE = (
+    select(payments.c.uetr)
+    .where(payments.c.hold_expires_at_us <= bindparam("now_us"))
+    .order_by(payments.c.hold_expires_at_us)
+    .limit(bindparam("limit"))
+)
+_LAST_STATUS_INDEX = (
+    select(payment_status.c.journal_index).order_by(payment_status.c.journal_index.desc()).limit(1)
+)
+_CHANGES_AFTER = (
+    select(payment_status, payments.c.debtor_agent_id, payments.c.creditor_agent_id)
+    .join(payments, payments.c.uetr == payment_status.c.uetr)
+    .where(payment_status.c.journal_index > bindparam("after_index"))
+    .order_by(payment_status.c.journal_index)
+    .limit(bindparam("limit"))
+)
 
 
 def latest_valid_rate(
-    ledger: Ledger, fx_provider_id: str, source: str, target: str, now_us: int
+    source: Source, fx_provider_id: str, source_currency: str, target_currency: str, now_us: int
 ) -> Rate | None:
     """The provider's most recently published rate for the pair that is still quotable."""
-    with ledger.reading() as connection:
+    with _connected(source) as connection:
         row = connection.execute(
-            select(fx_rates)
-            .where(fx_rates.c.fx_provider_id == fx_provider_id)
-            .where(fx_rates.c.source_currency == source)
-            .where(fx_rates.c.target_currency == target)
-            .where(fx_rates.c.valid_until_us > now_us)
-            .order_by(fx_rates.c.journal_index.desc())
-            .limit(1)
+            _LATEST_VALID_RATE,
+            {
+                "fx_provider_id": fx_provider_id,
+                "source": source_currency,
+                "target": target_currency,
+                "now_us": now_us,
+            },
         ).first()
-    if row is None:
-        return None
-    return Rate(
-        rate_id=row.rate_id,
-        fx_provider_id=row.fx_provider_id,
-        source_currency=row.source_currency,
-        target_currency=row.target_currency,
-        rate=row.rate,
-        fee_minor=int(row.fee_minor),
-        valid_from_us=int(row.valid_from_us),
-        valid_until_us=int(row.valid_until_us),
-        journal_index=int(row.journal_index),
-    )
+        return None if row is None else _rate(row)
 
 
-def rate_by_id(ledger: Ledger, rate_id: str) -> Rate | None:
-    with ledger.reading() as connection:
-        row = connection.execute(select(fx_rates).where(fx_rates.c.rate_id == rate_id)).first()
-    if row is None:
-        return None
-    return Rate(
-        rate_id=row.rate_id,
-        fx_provider_id=row.fx_provider_id,
-        source_currency=row.source_currency,
-        target_currency=row.target_currency,
-        rate=row.rate,
-        fee_minor=int(row.fee_minor),
-        valid_from_us=int(row.valid_from_us),
-        valid_until_us=int(row.valid_until_us),
-        journal_index=int(row.journal_index),
-    )
+def rate_by_id(source: Source, rate_id: str) -> Rate | None:
+    with _connected(source) as connection:
+        row = connection.execute(_RATE_BY_ID, {"rate_id": rate_id}).first()
+        return None if row is None else _rate(row)
 
 
-def quote_by_id(ledger: Ledger, quote_id: str) -> Quote | None:
-    with ledger.reading() as connection:
-        row = connection.execute(select(fx_quotes).where(fx_quotes.c.quote_id == quote_id)).first()
-    if row is None:
-        return None
-    return Quote(
-        quote_id=row.quote_id,
-        requester_id=row.requester_id,
-        fx_provider_id=row.fx_provider_id,
-        rate_id=row.rate_id,
-        source_currency=row.source_currency,
-        target_currency=row.target_currency,
-        fixed_side=row.fixed_side,
-        send_minor=int(row.send_minor),
-        receive_minor=int(row.receive_minor),
-        fee_minor=int(row.fee_minor),
-        rate=row.rate,
-        issued_at_us=int(row.issued_at_us),
-        expires_at_us=int(row.expires_at_us),
-        used_by_uetr=row.used_by_uetr,
-        journal_index=int(row.journal_index),
-        leaf_hash=bytes(row.leaf_hash),
-    )
+@dataclass(frozen=True, slots=True)
+class InstructionUse:
+    """Where a payment or review instruction was committed (its status event)."""
+
+    uetr: str
+    journal_index: int
+    leaf_hash: bytes
+    committed_at_us: int
 
 
-def payment_by_uetr(ledger: Ledger, uetr: str) -> PaymentRecord | None:
-    found = _payments(ledger, payments.c.uetr == uetr)
-    return found[0] if found else None
-
-
-def payment_by_instruction(ledger: Ledger, instruction_id: str) -> PaymentRecord | None:
-    found = _payments(ledger, payments.c.instruction_id == instruction_id)
-    return found[0] if found else None
-
-
-def payments_by_uetr(ledger: Ledger, uetrs: Iterable[str]) -> dict[str, PaymentRecord]:
-    wanted = sorted(set(uetrs))
-    found: dict[str, PaymentRecord] = {}
-    for start in range(0, len(wanted), 500):
-        for record in _payments(ledger, payments.c.uetr.in_(wanted[start : start + 500])):
-            found[record.uetr] = record
-    return found
-
-
-def status_by_instruction(ledger: Ledger, instruction_id: str) -> StatusChange | None:
-    """The status change an instruction caused (a review), if it was committed."""
-    with ledger.reading() as connection:
+def instruction_use(source: Source, instruction_id: str) -> InstructionUse | None:
+    """The submission or review committed under ``instruction_id``, if any."""
+    with _connected(source) as connection:
         row = connection.execute(
-            select(payment_status).where(payment_status.c.instruction_id == instruction_id)
+            _SUBMISSION_BY_INSTRUCTION, {"instruction_id": instruction_id}
         ).first()
-    return None if row is None else _status_change(row)
-
-
-def uetr_of_status(ledger: Ledger, instruction_id: str) -> str | None:
-    with ledger.reading() as connection:
-        value = connection.scalar(
-            select(payment_status.c.uetr).where(payment_status.c.instruction_id == instruction_id)
+        if row is None:
+            row = connection.execute(
+                _CHANGE_BY_INSTRUCTION, {"instruction_id": instruction_id}
+            ).first()
+        if row is None:
+            return None
+        return InstructionUse(
+            row.uetr, int(row.journal_index), bytes(row.leaf_hash), int(row.committed_at_us)
         )
-    return None if value is None else str(value)
 
 
-def holds_due(ledger: Ledger, now_us: int, limit: int = 1000) -> list[str]:
+def payment_exists(source: Source, uetr: str) -> bool:
+    with _connected(source) as connection:
+        return connection.execute(_PAYMENT_EXISTS, {"uetr": uetr}).first() is not None
+
+
+def quote_by_id(source: Source, quote_id: str) -> Quote | None:
+    with _connected(source) as connection:
+        row = connection.execute(_QUOTE_BY_ID, {"quote_id": quote_id}).first()
+        if row is None:
+            return None
+        return Quote(
+            quote_id=row.quote_id,
+            requester_id=row.requester_id,
+            fx_provider_id=row.fx_provider_id,
+            rate_id=row.rate_id,
+            source_currency=row.source_currency,
+            target_currency=row.target_currency,
+            fixed_side=row.fixed_side,
+            send_minor=int(row.send_minor),
+            receive_minor=int(row.receive_minor),
+            fee_minor=int(row.fee_minor),
+            rate=row.rate,
+            issued_at_us=int(row.issued_at_us),
+            expires_at_us=int(row.expires_at_us),
+            used_by_uetr=row.used_by_uetr,
+            journal_index=int(row.journal_index),
+            leaf_hash=bytes(row.leaf_hash),
+        )
+
+
+def payment_by_uetr(source: Source, uetr: str) -> PaymentRecord | None:
+    with _connected(source) as connection:
+        row = connection.execute(_PAYMENT_BY_UETR, {"uetr": uetr}).first()
+        if row is None:
+            return None
+        history = tuple(
+            _status_change(change) for change in connection.execute(_HISTORY, {"uetr": uetr})
+        )
+        return _payment(row, history)
+
+
+def payments_by_uetr(source: Source, uetrs: Iterable[str]) -> dict[str, PaymentRecord]:
+    with _connected(source) as connection:
+        wanted = sorted(set(uetrs))
+        found: dict[str, PaymentRecord] = {}
+        for start in range(0, len(wanted), _IN_CHUNK):
+            chunk = wanted[start : start + _IN_CHUNK]
+            rows = connection.execute(select(payments).where(payments.c.uetr.in_(chunk))).all()
+            history: dict[str, list[StatusChange]] = {row.uetr: [] for row in rows}
+            for change in connection.execute(
+                select(payment_status)
+                .where(payment_status.c.uetr.in_(chunk))
+                .order_by(payment_status.c.uetr, payment_status.c.sequence)
+            ):
+                history[change.uetr].append(_status_change(change))
+            for row in rows:
+                found[row.uetr] = _payment(row, tuple(history[row.uetr]))
+        return found
+
+
+_IN_CHUNK: Final = 500
+"""Bound on ids per ``IN (...)`` (SQLite's variable limit)."""
+
+
+def holds_due(source: Source, now_us: int, limit: int = 1000) -> list[str]:
     """UETRs of held (PDNG) payments whose reservation has timed out, oldest first."""
-    with ledger.reading() as connection:
-        return list(
-            connection.scalars(
-                select(payments.c.uetr)
-                .where(payments.c.hold_expires_at_us <= now_us)
-                .order_by(payments.c.hold_expires_at_us)
-                .limit(limit)
-            )
-        )
+    with _connected(source) as connection:
+        return list(connection.scalars(_HOLDS_DUE, {"now_us": now_us, "limit": limit}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -577,19 +677,15 @@ class WatchedChange:
     change: StatusChange
 
 
-def last_status_index(ledger: Ledger) -> int:
+def last_status_index(source: Source) -> int:
     """The journal index of the latest status change (-1 when there is none)."""
-    with ledger.reading() as connection:
-        value = connection.scalar(
-            select(payment_status.c.journal_index)
-            .order_by(payment_status.c.journal_index.desc())
-            .limit(1)
-        )
-    return -1 if value is None else int(value)
+    with _connected(source) as connection:
+        value = connection.scalar(_LAST_STATUS_INDEX)
+        return -1 if value is None else int(value)
 
 
 def status_changes_after(
-    ledger: Ledger,
+    source: Source,
     after_index: int,
     *,
     participant_id: str | None,
@@ -603,47 +699,45 @@ def status_changes_after(
     position returned is the last index READ (visible or not), so a poll never
     reads the same rows twice.
     """
-    query = (
-        select(
-            payment_status,
-            payments.c.debtor_agent_id,
-            payments.c.creditor_agent_id,
-        )
-        .join(payments, payments.c.uetr == payment_status.c.uetr)
-        .where(payment_status.c.journal_index > after_index)
-        .order_by(payment_status.c.journal_index)
-        .limit(limit)
+    with _connected(source) as connection:
+        rows = connection.execute(
+            _CHANGES_AFTER, {"after_index": after_index, "limit": limit}
+        ).all()
+        changes = []
+        for row in rows:
+            if uetr is not None and row.uetr != uetr:
+                continue
+            if participant_id is not None and participant_id not in (
+                row.debtor_agent_id,
+                row.creditor_agent_id,
+            ):
+                continue
+            changes.append(WatchedChange(row.uetr, _status_change(row)))
+        position = int(rows[-1].journal_index) if rows else after_index
+        return changes, position
+
+
+@contextmanager
+def _connected(source: Source) -> Iterator[Connection]:
+    if isinstance(source, Connection):
+        yield source
+    else:
+        with source.reading() as connection:
+            yield connection
+
+
+def _rate(row: Any) -> Rate:
+    return Rate(
+        rate_id=row.rate_id,
+        fx_provider_id=row.fx_provider_id,
+        source_currency=row.source_currency,
+        target_currency=row.target_currency,
+        rate=row.rate,
+        fee_minor=int(row.fee_minor),
+        valid_from_us=int(row.valid_from_us),
+        valid_until_us=int(row.valid_until_us),
+        journal_index=int(row.journal_index),
     )
-    with ledger.reading() as connection:
-        rows = connection.execute(query).all()
-    changes = []
-    for row in rows:
-        if uetr is not None and row.uetr != uetr:
-            continue
-        if participant_id is not None and participant_id not in (
-            row.debtor_agent_id,
-            row.creditor_agent_id,
-        ):
-            continue
-        changes.append(WatchedChange(row.uetr, _status_change(row)))
-    position = int(rows[-1].journal_index) if rows else after_index
-    return changes, position
-
-
-def _payments(ledger: Ledger, condition: Any) -> list[PaymentRecord]:
-    with ledger.reading() as connection:
-        rows = connection.execute(select(payments).where(condition)).all()
-        if not rows:
-            return []
-        uetrs = [row.uetr for row in rows]
-        history: dict[str, list[StatusChange]] = {uetr: [] for uetr in uetrs}
-        for status_row in connection.execute(
-            select(payment_status)
-            .where(payment_status.c.uetr.in_(uetrs))
-            .order_by(payment_status.c.uetr, payment_status.c.sequence)
-        ):
-            history[status_row.uetr].append(_status_change(status_row))
-    return [_payment(row, tuple(history[row.uetr])) for row in rows]
 
 
 def _status_change(row: Any) -> StatusChange:
