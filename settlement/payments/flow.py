@@ -21,10 +21,13 @@ credit. The hub's fee account ``fees:<currency>`` (credit-normal, owned by the
 operator) is opened by the first payment that needs it.
 
 **Status lifecycle** (pacs.002 codes). Every change is a signed journal event
-``payment_status`` with id ``payment:<uetr>:status:<n>`` and body
-``{uetr, sequence, status, reason_code, reason}``, committed in the same
-linked group as the ledger entry it describes, so the export bundle alone
-tells each payment's history:
+``payment_status`` with body ``{uetr, sequence, status, reason_code, reason}``,
+committed in the same linked group as the ledger entry it describes, so the
+export bundle alone tells each payment's history. The event that records a
+participant's instruction (the submission's ACTC, a review's outcome) carries
+the signed instruction and takes its id, which uses the id up across the hub
+as every instruction's does (common.proto); the hub's own changes are
+``payment:<uetr>:status:<n>``:
 
 - accepted, nothing holds it: ACTC (received; the event carries the signed
   instruction and, under ``payment``, every field the hub resolved: amounts,
@@ -39,6 +42,11 @@ tells each payment's history:
   ``AM04``, nothing reserved; an account that does not exist, is frozen or
   closed, or holds another currency: ACTC, RJCT ``AC01``. These are answered
   OK with the payment: the instruction was received and decided.
+
+**Commits.** A payment's commands are linked: all commit or none. Payments
+submitted together share one linked ledger submit (:class:`LinkedGroups`),
+one durable commit for all; a payment that fails is taken out and answered
+alone, and the others are submitted again, so none fails for another's sake.
 
 **Hold expiry** is detected lazily, which keeps it to one place with no timer
 of its own: :meth:`PaymentFlows.expire_due_holds` records RJCT AB05 for every
@@ -758,7 +766,7 @@ class PaymentFlows:
 
     async def _commit_payment(self, prepared: _Prepared) -> tuple[Receipt, PaymentRecord]:
         uetr = prepared.order.uetr
-        commands = self._submission_commands(prepared, rejection=None)
+        commands = self._submission_commands(prepared, rejection=None, keyed_by_instruction=True)
         results = await self.groups().submit(uetr, commands)
         error = _first_error(results)
         rejection: tuple[str, str] | None = None
@@ -775,7 +783,9 @@ class PaymentFlows:
         elif error is not None:
             raise error
         if rejection is not None:
-            commands = self._submission_commands(prepared, rejection=rejection)
+            commands = self._submission_commands(
+                prepared, rejection=rejection, keyed_by_instruction=True
+            )
             results = await self.groups().submit(uetr, commands)
             error = _first_error(results)
             if isinstance(error, Conflict):
@@ -811,8 +821,18 @@ class PaymentFlows:
         )
 
     def _submission_commands(
-        self, prepared: _Prepared, *, rejection: tuple[str, str] | None
+        self,
+        prepared: _Prepared,
+        *,
+        rejection: tuple[str, str] | None,
+        keyed_by_instruction: bool = False,
     ) -> list[Command]:
+        """The linked commands of a submission (see the module docstring).
+
+        ``keyed_by_instruction``: the ACTC event takes the instruction's id, so that
+        the id is used up across the hub (another flow that commits its own
+        event under the instruction's id, as loans do, leaves it False).
+        """
         order = prepared.order
         uetr = order.uetr
         transaction_id = TRANSACTION_ID_PREFIX + uetr
@@ -852,6 +872,7 @@ class PaymentFlows:
                 payment=submitted,
                 instruction=instruction,
                 instruction_id=prepared.signed.instruction_id,
+                event_id=prepared.signed.instruction_id if keyed_by_instruction else None,
             )
         ]
         if rejection is not None:
@@ -1207,8 +1228,13 @@ def status_event(
     instruction: SignedInstruction | None = None,
     instruction_id: str | None = None,
     hold_seconds: int | None = None,
+    event_id: str | None = None,
 ) -> NewEvent:
-    """The ``payment_status`` event of one status change (see the module docstring)."""
+    """The ``payment_status`` event of one status change (see the module docstring).
+
+    ``event_id`` names the event that records a participant's instruction by the
+    instruction's id; the hub's own changes are ``payment:<uetr>:status:<n>``.
+    """
     body: dict[str, Any] = {
         "uetr": uetr,
         "sequence": sequence,
@@ -1223,7 +1249,7 @@ def status_event(
     if hold_seconds is not None:
         body["hold_seconds"] = hold_seconds
     return NewEvent(
-        id=f"{TRANSACTION_ID_PREFIX}{uetr}:status:{sequence}",
+        id=event_id or f"{TRANSACTION_ID_PREFIX}{uetr}:status:{sequence}",
         event_type=PAYMENT_STATUS,
         body=body,
         instruction=instruction,
@@ -1286,6 +1312,7 @@ def review_commands(payment: PaymentRecord, order: ReviewOrder, signed: Signed) 
             reason=f"released at review and settled{note}",
             instruction=signed.instruction,
             instruction_id=signed.instruction_id,
+            event_id=signed.instruction_id,
         )
     else:
         money = VoidPending(
@@ -1303,6 +1330,7 @@ def review_commands(payment: PaymentRecord, order: ReviewOrder, signed: Signed) 
             f"rejected at review; the reservation was released{note}",
             instruction=signed.instruction,
             instruction_id=signed.instruction_id,
+            event_id=signed.instruction_id,
         )
     return [money, event]
 
@@ -1683,17 +1711,22 @@ def _receipts(results: Sequence[CommandResult]) -> list[Receipt]:
 
 def _instruction_receipt(results: Sequence[CommandResult], instruction_id: str) -> Receipt:
     """The receipt of the status event holding the instruction, named by the instruction id."""
-    for result in results:
-        if result.receipt is not None and ":status:" in result.id:
-            receipt = result.receipt
-            return Receipt(
-                instruction_id,
-                receipt.journal_index,
-                receipt.leaf_hash,
-                receipt.committed_at_us,
-                existed=receipt.existed,
-            )
-    raise IntegrityError("a payment commit without a status event")
+    status_receipts = [
+        result.receipt
+        for result in results
+        if result.receipt is not None and (result.id == instruction_id or ":status:" in result.id)
+    ]
+    exact = [receipt for receipt in status_receipts if receipt.id == instruction_id]
+    if not status_receipts:
+        raise IntegrityError("a payment commit without a status event")
+    found = (exact or status_receipts)[0]
+    return Receipt(
+        instruction_id,
+        found.journal_index,
+        found.leaf_hash,
+        found.committed_at_us,
+        existed=found.existed,
+    )
 
 
 __all__ = [

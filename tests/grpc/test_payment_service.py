@@ -52,6 +52,8 @@ from tests.grpc.hub_client import (
     HubClient,
     refusal,
     running_hub,
+    transaction,
+    transfer_postings,
     type_name,
 )
 
@@ -464,9 +466,14 @@ def test_every_status_change_is_a_signed_journal_event(payment_hub: PaymentHub) 
         document = json.loads(leaf)
         assert document["kind"] == "event"
         assert document["body"]["uetr"] == instruction.uetr
-        rebuilt.append((document["body"]["status"], document.get("instruction")))
-    assert [status for status, _ in rebuilt] == ["ACTC", "ACSP", "ACSC"]
-    signed_by_bank = rebuilt[0][1]
+        rebuilt.append((document["id"], document["body"]["status"], document.get("instruction")))
+    # The event that records the bank's instruction carries its id; the hub's own are numbered.
+    assert [(entry_id, status) for entry_id, status, _ in rebuilt] == [
+        (instruction.instruction_id, "ACTC"),
+        (f"payment:{instruction.uetr}:status:1", "ACSP"),
+        (f"payment:{instruction.uetr}:status:2", "ACSC"),
+    ]
+    signed_by_bank = rebuilt[0][2]
     assert signed_by_bank["signer"] == US
     assert base64.b64decode(signed_by_bank["payload"]) == signed.instruction
     assert base64.b64decode(signed_by_bank["signature"]) == signed.signature
@@ -751,6 +758,67 @@ def test_a_quote_executes_once_under_concurrent_submissions(payment_hub: Payment
         thread.join()
     assert outcomes.count("ACSC") == 1
     assert outcomes.count((PRECONDITION, "quote_used")) == len(instructions) - 1
+
+
+def test_concurrent_payments_settle_hold_or_fail_each_on_its_own(
+    payment_hub: PaymentHub,
+) -> None:
+    """Payments committed in one group: a failing one never takes the others with it."""
+    hub = payment_hub
+    hub.publish_rate()
+    held_party = creditor(name=SDN_NAME)
+    kinds: list[tuple[str, payment_pb2.PaymentInstruction]] = []
+    for _ in range(6):
+        kinds.append(("ACSC", payment_instruction(quote_id=hub.quote().quote_id)))
+    for _ in range(2):
+        kinds.append(("PDNG", payment_instruction(quote_id=hub.quote().quote_id,
+                                                  creditor=held_party)))  # fmt: skip
+    for _ in range(2):
+        kinds.append(("AC01", payment_instruction(quote_id=hub.quote().quote_id,
+                                                  creditor_agent_id=US)))  # fmt: skip
+    for _ in range(2):
+        kinds.append(
+            (
+                "AM04",
+                payment_instruction(
+                    PK,
+                    amount=common_pb2.Money(amount_minor=10**15, currency="USD"),
+                    debtor=creditor(),
+                    creditor=debtor(),
+                    creditor_agent_id=US,
+                ),
+            )
+        )
+    accounts = (*ACCOUNTS, settlement_account(PK, "USD"))
+    before = {account_id: hub.balance(account_id) for account_id in accounts}
+    outcomes: list[str] = [""] * len(kinds)
+    start = threading.Barrier(len(kinds))
+
+    def submit(position: int) -> None:
+        start.wait()
+        payment = hub.submit(kinds[position][1]).payment
+        outcomes[position] = status_name(payment) + payment.reason_code.replace("RR04", "")
+
+    threads = [threading.Thread(target=submit, args=(n,)) for n in range(len(kinds))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes == [
+        {"AC01": "RJCTAC01", "AM04": "RJCTAM04"}.get(kind, kind) for kind, _ in kinds
+    ]
+    after = {account_id: hub.balance(account_id) for account_id in accounts}
+    assert moved(before, after) == {
+        settlement_account(US, "USD"): (6 * 502_500, 0, 2 * 502_500, 0),
+        settlement_account(FX, "USD"): (0, 6 * 500_000, 0, 2 * 500_000),
+        settlement_account(FX, "PKR"): (6 * 139_225_000, 0, 2 * 139_225_000, 0),
+        settlement_account(PK, "PKR"): (0, 6 * 139_225_000, 0, 2 * 139_225_000),
+        "fees:USD": (0, 6 * FEE_MINOR, 0, 2 * FEE_MINOR),
+    }
+    for kind, instruction in kinds:
+        if kind == "PDNG":
+            hub.review(instruction.uetr, payment_pb2.REVIEW_DECISION_REJECT)
+    hub.client.server.hub.ledger.check_invariants()
 
 
 def test_quote_rules(payment_hub: PaymentHub) -> None:
@@ -1084,6 +1152,14 @@ def test_payment_common_checks_and_idempotency(payment_hub: PaymentHub) -> None:
         PK, **SAME_CURRENCY, instruction_id=instruction.instruction_id, creditor_agent_id=US
     )
     code, detail = refusal(lambda: hub.submit(theirs))
+    assert (code, detail.code) == (EXISTS, "id_taken")
+    # The id is used up across the hub, not only among payments.
+    elsewhere = transaction(
+        PK,
+        transfer_postings(settlement_account(PK, "USD"), settlement_account(US, "USD"), 1),
+        instruction_id=instruction.instruction_id,
+    )
+    code, detail = refusal(lambda: hub.client.write(elsewhere))
     assert (code, detail.code) == (EXISTS, "id_taken")
     # An id the bank used for a quote is not a payment's.
     hub.publish_rate()
