@@ -1542,6 +1542,21 @@ def usd_leg(payment: PaymentRecord) -> int:
 
 
 def _invoice_view(invoice: InvoiceRecord, payments: Mapping[str, PaymentRecord]) -> InvoiceView:
+    """The invoice as read back, checked: each line multiplies out, the totals add up, and
+    each applied payment moved the USD it was applied for."""
+    Invoice(
+        kind=invoice.kind,  # type: ignore[arg-type]  # checked by Invoice itself
+        lines=invoice_lines_from_document(invoice.details["lines"]),
+        value_minor=invoice.value_minor,
+        total_minor=invoice.total_minor,
+    )
+    for applied in invoice.payments:
+        payment = payments.get(applied.uetr)
+        if payment is not None and usd_leg(payment) != applied.amount_minor:
+            raise IntegrityError(
+                f"payment {applied.uetr} moved {usd_leg(payment)} USD cents but was applied "
+                f"to invoice {invoice.invoice_id} for {applied.amount_minor}"
+            )
     return InvoiceView(
         invoice,
         {

@@ -45,7 +45,6 @@ from settlement.offtake.flow import (
     parse_date,
     parse_decimal,
     terms_document,
-    usd_leg,
     with_fields,
 )
 from settlement.offtake.terms import (
@@ -725,8 +724,6 @@ def invoice_message(view: InvoiceView) -> offtake_pb2.OfftakeInvoice:
             message.debtor_agent_id = payment.debtor_agent_id
             message.creditor_agent_id = payment.creditor_agent_id
             message.received.CopyFrom(money(payment.receive_minor, payment.target_currency))
-            if usd_leg(payment) != applied.amount_minor:
-                raise ValueError(f"payment {applied.uetr} applied for another amount")
         payments.append(message)
     return offtake_pb2.OfftakeInvoice(
         invoice_id=invoice.invoice_id,
