@@ -20,7 +20,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ledger.canonical import decode, encode_trusted, validate_metadata
+from ledger.canonical import (
+    decode,
+    encode_trusted,
+    encode_trusted_text,
+    join_members,
+    validate_metadata,
+)
 from ledger.errors import (
     AccountExistsWithDifferentFields,
     AccountMustBeOpen,
@@ -43,7 +49,7 @@ from ledger.errors import (
     TextMustBeValid,
     TransactionNotFound,
 )
-from ledger.leaf import encode_leaf, format_time, postings_json
+from ledger.leaf import encode_leaf_members, format_time, postings_json, postings_text
 from ledger.money import INT64_MAX, AmountOverflow, checked_sum, currency
 from ledger.records import (
     AccountFlag,
@@ -339,18 +345,27 @@ class Batch:
         validate_postings(command.postings)
         self._check_sums(command.postings)
         validate_timeout(command.pending, command.timeout_seconds)
-        legs = postings_json(command.postings)
-        request = {
-            "kind": "transaction",
-            "postings": legs,
-            "code": command.code,
-            "reference": command.reference,
-            "metadata": dict(command.metadata),
-            "pending": command.pending,
-            "timeout_seconds": command.timeout_seconds,
-        }
+        # The fields the request and the leaf share are encoded once (the
+        # encoding was the largest cost of applying a transaction).
+        legs = postings_text(command.postings)
+        code = encode_trusted_text(command.code)
+        reference = encode_trusted_text(command.reference)
+        metadata_text = metadata.decode("utf-8")  # validate_metadata returns RFC 8785 bytes
+        pending_text = encode_trusted_text(command.pending)
+        request = _request_bytes(
+            {
+                "kind": '"transaction"',
+                "postings": legs,
+                "code": code,
+                "reference": reference,
+                "metadata": metadata_text,
+                "pending": pending_text,
+                "timeout_seconds": encode_trusted_text(command.timeout_seconds),
+            },
+            command.instruction,
+        )
         key = entry_key(command)
-        existed = self._prior(key, command.id, request, command.instruction)
+        existed = self._prior_encoded(key, command.id, request)
         if existed is not None:
             return existed
         self._check_accounts(command.postings)
@@ -361,17 +376,19 @@ class Batch:
             timeout_at_us = self.committed_at_us + (command.timeout_seconds or 0) * 1_000_000
         posted = () if command.pending else command.postings
         pending = command.postings if command.pending else ()
-        self._check_limits(posted, pending)
+        deltas = self._check_limits(posted, pending)
         body = {
-            "id": command.id,
-            "code": command.code,
-            "reference": command.reference,
-            "metadata": request["metadata"],
-            "pending": command.pending,
-            "timeout_at": None if timeout_at_us is None else format_time(timeout_at_us),
+            "id": encode_trusted_text(command.id),
+            "code": code,
+            "reference": reference,
+            "metadata": metadata_text,
+            "pending": pending_text,
+            "timeout_at": encode_trusted_text(
+                None if timeout_at_us is None else format_time(timeout_at_us)
+            ),
             "postings": legs,
         }
-        receipt = self._emit(
+        receipt = self._emit_encoded(
             key, command.id, EntryKind.TRANSACTION, body, request, command.instruction
         )
         state = TransactionState.PENDING if command.pending else TransactionState.POSTED
@@ -386,7 +403,7 @@ class Batch:
             metadata=metadata,
             timeout_at_us=timeout_at_us,
         )
-        self._move(receipt.journal_index, posted, (), pending=pending)
+        self._move(receipt.journal_index, posted, (), pending=pending, deltas=deltas)
         return receipt
 
     def _post_pending(self, command: PostPending) -> Receipt:
@@ -541,7 +558,7 @@ class Batch:
         )
         self._check_accounts(mirrored)
         self._check_instruction(command.instruction)
-        self._check_limits(mirrored, ())
+        deltas = self._check_limits(mirrored, ())
         body = {
             "id": command.id,
             "reverses_id": command.original_id,
@@ -565,7 +582,7 @@ class Batch:
             metadata=metadata,
             reverses_id=command.original_id,
         )
-        self._move(receipt.journal_index, mirrored, ())
+        self._move(receipt.journal_index, mirrored, (), deltas=deltas)
         return receipt
 
     def _new_account(self, command: NewAccount) -> Receipt:
@@ -800,11 +817,18 @@ class Batch:
         a retry may be re-signed after a key rotation), so two different
         instructions can never share an id even when the ledger fields agree.
         """
+        if key not in self.prior_entries:
+            return None
+        return self._prior_encoded(
+            key, entry_id, encode_trusted(_with_instruction(request, instruction))
+        )
+
+    def _prior_encoded(self, key: str, entry_id: str, request: bytes) -> Receipt | None:
+        """:meth:`_prior` for a request already encoded (with its instruction's hash)."""
         prior = self.prior_entries.get(key)
         if prior is None:
             return None
-        request = _with_instruction(request, instruction)
-        differing = _differing_fields(decode(prior.request), _as_stored(request))
+        differing = _differing_fields(decode(prior.request), decode(request))
         if differing:
             raise ExistsWithDifferentBody(entry_id, differing)
         return Receipt(
@@ -897,16 +921,21 @@ class Batch:
                 delta.credits_pending -= posting.amount_minor
         return deltas
 
-    def _check_limits(self, posted: tuple[Posting, ...], pending: tuple[Posting, ...]) -> None:
+    def _check_limits(
+        self, posted: tuple[Posting, ...], pending: tuple[Posting, ...]
+    ) -> dict[str, _Delta]:
         """Balance flags and caps, counting pending amounts pessimistically.
 
         Pending debits count against the debit cap, pending credits do not count
         as cover (they may be voided). Only accounts this entry debits (or
         credits) are checked for the debit (or credit) rule, so an account
         already past a lowered cap can still be paid into.
+
+        Returns the changes it checked, for :meth:`_move` to apply.
         """
+        deltas = self._deltas(posted, (), pending)
         changes = []
-        for account_id, delta in self._deltas(posted, (), pending).items():
+        for account_id, delta in deltas.items():
             account = self.accounts[account_id]
             debits_posted = account.debits_posted + delta.debits_posted
             credits_posted = account.credits_posted + delta.credits_posted
@@ -945,6 +974,7 @@ class Batch:
                         f"account {account.id!r} would reach a net credit of {net_credit} "
                         f"{account.currency} minor units (pending included); it must stay at 0"
                     )
+        return deltas
 
     def _pending(self, pending_id: str) -> TransactionRecord:
         record = self.transactions.get(pending_id)
@@ -973,17 +1003,30 @@ class Batch:
         request: dict[str, Any] | None,
         instruction: SignedInstruction | None,
     ) -> Receipt:
-        index = self.next_index
-        leaf = encode_leaf(index, kind, self.committed_at_us, body, instruction)
-        digest = leaf_hash(leaf)
+        members = {name: encode_trusted_text(value) for name, value in body.items()}
         request_bytes = (
             encode_trusted(_with_instruction(request, instruction)) if request is not None else b""
         )
+        return self._emit_encoded(key, entry_id, kind, members, request_bytes, instruction)
+
+    def _emit_encoded(
+        self,
+        key: str,
+        entry_id: str,
+        kind: EntryKind,
+        members: Mapping[str, str],
+        request: bytes,
+        instruction: SignedInstruction | None,
+    ) -> Receipt:
+        """:meth:`_emit` for a body of RFC 8785 member texts and an encoded request."""
+        index = self.next_index
+        leaf = encode_leaf_members(index, kind, self.committed_at_us, members, instruction)
+        digest = leaf_hash(leaf)
         self.output.journal.append(
-            (index, key, kind.value, request_bytes, leaf, digest, self.committed_at_us)
+            (index, key, kind.value, request, leaf, digest, self.committed_at_us)
         )
         self.output.leaf_hashes.append(digest)
-        self.prior_entries[key] = PriorEntry(index, digest, request_bytes, self.committed_at_us)
+        self.prior_entries[key] = PriorEntry(index, digest, request, self.committed_at_us)
         self.next_index += 1
         return Receipt(entry_id, index, digest, self.committed_at_us)
 
@@ -1034,8 +1077,13 @@ class Batch:
         released: tuple[Posting, ...],
         *,
         pending: tuple[Posting, ...] = (),
+        deltas: dict[str, _Delta] | None = None,
     ) -> None:
-        """Apply postings to account totals and record them as posting rows."""
+        """Apply postings to account totals and record them as posting rows.
+
+        ``deltas`` are the changes :meth:`_check_limits` computed from the
+        same postings, when it ran.
+        """
         rows = self.output.postings
         sequence = 0
         for effect, postings in (("posted", posted), ("pending", pending), ("released", released)):
@@ -1056,7 +1104,9 @@ class Batch:
                 slot = 0 if effect == "posted" else 1
                 direction = -1 if effect == "released" else 1
                 self._net[posting.currency][slot] += sign * direction * posting.amount_minor
-        for account_id, delta in self._deltas(posted, released, pending).items():
+        if deltas is None:
+            deltas = self._deltas(posted, released, pending)
+        for account_id, delta in deltas.items():
             account = self.accounts[account_id]
             account.debits_posted += delta.debits_posted
             account.credits_posted += delta.credits_posted
@@ -1073,6 +1123,14 @@ def _with_instruction(
     if instruction is None:
         return request
     return {**request, "instruction_sha256": hashlib.sha256(instruction.payload).hexdigest()}
+
+
+def _request_bytes(members: dict[str, str], instruction: SignedInstruction | None) -> bytes:
+    """A stored request from RFC 8785 member texts, with its instruction's hash."""
+    if instruction is not None:
+        digest = hashlib.sha256(instruction.payload).hexdigest()
+        members["instruction_sha256"] = encode_trusted_text(digest)
+    return join_members(members)
 
 
 def _other(side: Side) -> Side:

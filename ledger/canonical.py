@@ -11,6 +11,7 @@ package.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -29,6 +30,10 @@ METADATA_MAX_DEPTH = 8
 """Nesting limit: deep structures are a denial-of-service vector, never a need."""
 
 EXCERPT_LENGTH_MAX = 60
+
+MEMBER_SETS_MAX = 64
+"""Sets of member names whose order :func:`join_members` remembers: the ledger's
+documents use about twenty (one leaf and one request shape per entry kind)."""
 
 
 class NotCanonical(InvalidInput):
@@ -58,6 +63,10 @@ def encode(value: Any) -> bytes:
     return "".join(parts).encode("utf-8")
 
 
+_FAST_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+"""One encoder for the hot path: ``json.dumps`` with arguments builds a new one per call."""
+
+
 def encode_trusted(value: Any) -> bytes:
     """:func:`encode` for documents the ledger built itself, on the hot path.
 
@@ -67,10 +76,48 @@ def encode_trusted(value: Any) -> bytes:
     already validated parts (no floats, safe integers): leaves and stored
     requests. Anything non-ASCII takes the strict encoder.
     """
-    fast = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    fast = _FAST_ENCODER.encode(value)
     if fast.isascii():
         return fast.encode("ascii")
     return encode(value)
+
+
+def encode_trusted_text(value: Any) -> str:
+    """:func:`encode_trusted` as text: one member value for :func:`join_members`."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if type(value) is int:
+        return str(value)
+    fast = _FAST_ENCODER.encode(value)
+    if fast.isascii():
+        return fast
+    return encode(value).decode("utf-8")
+
+
+def join_members(members: Mapping[str, str]) -> bytes:
+    """RFC 8785 bytes of an object whose member values are RFC 8785 text already.
+
+    A value that appears in two documents (a transaction's postings, in its
+    leaf and in its stored request) is then encoded once. The result is
+    canonical because each value is and the members are sorted: names must be
+    ASCII, whose code point order is their UTF-16 order (RFC 8785 section
+    3.2.3).
+    """
+    order = _member_order(tuple(members))
+    return ("{" + ",".join([prefix + members[name] for name, prefix in order]) + "}").encode()
+
+
+@functools.lru_cache(maxsize=MEMBER_SETS_MAX)
+def _member_order(names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """(name, its encoding and colon) in RFC 8785 order, for one set of member names."""
+    for name in names:
+        if not name.isascii():
+            raise NotCanonical(f"expected ASCII member names here, got {_excerpt(name)}")
+    return tuple((name, _FAST_ENCODER.encode(name) + ":") for name in sorted(names))
 
 
 def _utf16_order(key: str) -> bytes:

@@ -16,6 +16,9 @@ from ledger.canonical import (
     NotCanonical,
     decode,
     encode,
+    encode_trusted,
+    encode_trusted_text,
+    join_members,
     validate_metadata,
 )
 from ledger.errors import MetadataMustBeValid
@@ -48,6 +51,27 @@ def test_encode_is_rfc8785(document: Any) -> None:
 def test_encode_is_rfc8785_on_ascii_documents(document: Any) -> None:
     """The fast path (pure ASCII output) in particular."""
     assert encode(document) == rfc8785.dumps(document)
+
+
+@settings(max_examples=300, print_blob=True)
+@given(json_documents())
+def test_trusted_encoding_is_rfc8785(document: Any) -> None:
+    assert encode_trusted(document) == rfc8785.dumps(document)
+    assert encode_trusted_text(document).encode("utf-8") == rfc8785.dumps(document)
+
+
+@settings(max_examples=300, print_blob=True)
+@given(st.dictionaries(ASCII_TEXT, json_documents(), max_size=8))
+def test_joined_members_are_rfc8785(document: dict[str, Any]) -> None:
+    """Members encoded one by one, then joined, give the whole document's encoding."""
+    members = {name: encode_trusted_text(value) for name, value in document.items()}
+    assert join_members(members) == rfc8785.dumps(document)
+
+
+def test_join_members_refuses_non_ascii_names() -> None:
+    """Beyond ASCII, code point order and UTF-16 order of names may differ."""
+    with pytest.raises(NotCanonical, match="ASCII member names"):
+        join_members({"\uffff": "1", "\U0001f600": "2"})
 
 
 @settings(max_examples=300, print_blob=True)
