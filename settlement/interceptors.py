@@ -39,6 +39,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import Token
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import grpc
@@ -47,7 +48,7 @@ import structlog
 from ledger.errors import LedgerError
 from settlement import metrics
 from settlement.auth import Caller, bind_caller, unbind_caller
-from settlement.errors import Unauthenticated, grpc_status_for
+from settlement.errors import InvalidArgument, Unauthenticated, grpc_status_for
 from settlement.v1 import common_pb2
 
 log = structlog.get_logger("settlement.rpc")
@@ -89,6 +90,40 @@ UNAUTHENTICATED_MISSING = (
 )
 
 
+class RequestMustParse(InvalidArgument):
+    """The request bytes are not a message of the RPC's request type (corrupt wire
+    format, a string field that is not UTF-8): refused like any malformed input,
+    instead of gRPC's UNKNOWN naming a Python exception."""
+
+    code = "request_must_parse"
+
+
+@dataclass(frozen=True, slots=True)
+class _Unparsed:
+    """What a request that did not deserialize becomes, for the handler to refuse."""
+
+    reason: str
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """``deserialize`` that returns :class:`_Unparsed` instead of raising."""
+    if deserialize is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception as error:  # DecodeError and kin: the bytes are the caller's fault
+            return _Unparsed(_bounded(str(error), STATUS_MESSAGE_LENGTH_MAX // 2))
+
+    return parse
+
+
+def _require_parsed(request: Any) -> None:
+    if isinstance(request, _Unparsed):
+        raise RequestMustParse(f"the request does not parse: {request.reason}")
+
+
 class CallerResolver(Protocol):
     """What the interceptor needs of the hub."""
 
@@ -118,7 +153,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc,unuse
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self._unary_response(handler.unary_unary, method, exempt),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_unary is not None:
@@ -130,7 +165,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc,unuse
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
                 self._stream_response(handler.unary_stream, method, exempt),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         return grpc.stream_stream_rpc_method_handler(
@@ -146,6 +181,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc,unuse
             call = _Call(method, exempt, context)
             try:
                 self._authenticate(call, context)
+                _require_parsed(request)
                 response = behavior(request, context)
                 if inspect.isawaitable(response):
                     response = await response
@@ -167,6 +203,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc,unuse
             call = _Call(method, exempt, context)
             try:
                 self._authenticate(call, context)
+                _require_parsed(request)
                 responses = behavior(request, context)
                 if hasattr(responses, "__aiter__"):
                     async with _closing(responses):
