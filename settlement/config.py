@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
+import stat
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ledger.errors import LedgerError
 from ledger.journal import CHECKPOINT_EVERY_ENTRIES_DEFAULT, CHECKPOINT_EVERY_SECONDS_DEFAULT
+from ledger.keys import GROUP_OTHER_PERMISSION_BITS
 
 if TYPE_CHECKING:
     from settlement.hub import HubSettings
@@ -168,7 +171,7 @@ class ServerSettings:
         return TlsFiles(
             ca_certificate=_read_pem(directory / TLS_CA_FILE),
             server_certificate=_read_pem(directory / TLS_CERTIFICATE_FILE),
-            server_private_key=_read_pem(directory / TLS_KEY_FILE),
+            server_private_key=_read_pem(directory / TLS_KEY_FILE, private=True),
         )
 
     def hub_settings(self) -> HubSettings:
@@ -198,9 +201,17 @@ class ServerSettings:
         )
 
 
-def _read_pem(path: Path) -> bytes:
+def _read_pem(path: Path, *, private: bool = False) -> bytes:
+    """Read a PEM file; a private key file is refused when group or other may access it
+    (as ``ledger.keys`` refuses the log key: checked on the opened file, with ``fstat``)."""
     try:
         with path.open("rb") as file:
+            mode = stat.S_IMODE(os.fstat(file.fileno()).st_mode)
+            if private and mode & GROUP_OTHER_PERMISSION_BITS:
+                raise ConfigurationError(
+                    f"expected private key file {path} to deny group and other access "
+                    f"(mode 0600), got mode {mode:04o}; fix: chmod 600 {shlex.quote(str(path))}"
+                )
             content = file.read(TLS_FILE_SIZE_MAX_BYTES + 1)
     except OSError as error:
         raise ConfigurationError(
