@@ -1,8 +1,9 @@
 """Fixtures of the security tests: the development PKI, a populated hub, the figures.
 
 - ``dev_pki`` (session): the gRPC tests' development PKI.
-- ``world`` (module, SQLite and PostgreSQL): a populated hub
-  (:func:`tests.security.world.populated_hub`), one per module and backend.
+- ``shared_hub`` (session, SQLite and PostgreSQL): the real hub, one per backend;
+- ``world`` (module): this module's own resources on the shared hub
+  (:func:`tests.security.world.populate`).
 - ``figures`` (session): tests record the figures the closing note asks for
   (requests fuzzed per RPC, matrix cells); they are printed at the end of
   the run, in the terminal summary, so ``make test`` shows them.
@@ -18,7 +19,8 @@ import pytest
 
 from settlement.pki import DevPki
 from tests.grpc.conftest import dev_pki
-from tests.security.world import World, populated_hub
+from tests.grpc.hub_client import HubClient, running_hub
+from tests.security.world import World, populate
 
 __all__ = ["dev_pki"]
 
@@ -31,15 +33,33 @@ def figures() -> dict[str, dict[str, Any]]:
     return FIGURES
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def world(
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def shared_hub(
     request: pytest.FixtureRequest,
     dev_pki: DevPki,
     database_factory: Callable[[str], AbstractContextManager[str]],
-) -> Iterator[World]:
-    with database_factory(request.param) as location, populated_hub(dev_pki, location) as built:
-        built.backend = request.param
-        yield built
+) -> Iterator[tuple[str, HubClient]]:
+    """One real hub per backend for the session's modules (starting one takes seconds)."""
+    with (
+        database_factory(request.param) as location,
+        running_hub(dev_pki, location, log_level="error") as client,
+    ):
+        yield request.param, client
+
+
+@pytest.fixture(scope="module")
+def world(shared_hub: tuple[str, HubClient]) -> Iterator[World]:
+    """Resources of this module's own on the shared hub (tests.security.world.populate).
+
+    A module whose tests may damage what others rely on (the fuzz rotates the
+    demo participants' keys, freezes their accounts) overrides this fixture
+    with a hub of its own.
+    """
+    backend, client = shared_hub
+    built = populate(client)
+    built.backend = backend
+    yield built
+    built.close()
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
