@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit bench proto clean
+.PHONY: test lint typecheck unit bench proto clean demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/ledger_bench.py
 	$(BIN)/python bench/verify_bench.py
 	$(BIN)/python bench/grpc_bench.py
+
+# The whole story on a fresh hub (temporary PKI, SQLite), ending with "ledger verified".
+demo: $(STAMP)
+	$(BIN)/settlement demo
 
 # Regenerate settlement/v1/ from proto/settlement/v1/*.proto (tests fail when stale).
 proto: $(STAMP)

@@ -118,6 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="replace the development PKI files in a directory that already has files",
     )
+    demo = commands.add_parser(
+        "demo",
+        help="run the whole story on a fresh hub in a temporary directory (development only)",
+        add_help=False,
+    )
+    demo.add_argument("arguments", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -128,6 +134,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ledger.verify import main as verify_main  # noqa: PLC0415
 
         return int(verify_main(arguments[1:]))
+    if arguments[:1] == ["demo"]:
+        from settlement.demo import main as demo_main  # noqa: PLC0415 - clients on demand
+
+        return demo_main(arguments[1:])
     parser = build_parser()
     options = parser.parse_args(arguments)
     try:

@@ -1,0 +1,436 @@
+"""The demo: the whole story on a fresh machine, in one command (``settlement demo``).
+
+It writes a development PKI into a temporary directory, starts the hub with
+mutual TLS on a free loopback port over an embedded SQLite file, and tells the
+story through the reference clients, each step a separate process speaking
+only gRPC, as a bank would: participants registered and funded, a USD to PKR
+remittance, an offtake contract with provisional and final invoices for two
+lots (one ending in a refund), an export-credit facility with two
+disbursements to US suppliers, a day of accruals and a repayment in PKR
+converted to USD, and a payment to a sanctioned name held for review. The
+auditor then exports the signed log and verifies it offline.
+
+Exit status: 0 when every step succeeded and the ledger verified; 1 at the
+first failing step (named, with the client's stderr); 2 when the server did not
+start. The server started here is always stopped (SIGTERM, then kill).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Final
+
+SERVER_START_TIMEOUT_SECONDS: Final = 60.0
+"""How long the server may take to log "listening" (a loaded CI machine is slow)."""
+
+SERVER_STOP_TIMEOUT_SECONDS: Final = 15.0
+"""After SIGTERM, how long before the server is killed."""
+
+STEP_TIMEOUT_SECONDS: Final = 120.0
+"""A client process taking longer than this has failed: no step waits on anything slow."""
+
+SERVER_LOG_LINES_KEPT: Final = 40
+"""Tail of the server's log printed when a step fails."""
+
+EXIT_OK: Final = 0
+EXIT_STEP_FAILED: Final = 1
+EXIT_SERVER_FAILED: Final = 2
+
+FX_RATE: Final = "278.45"
+"""PKR per USD published by the FX provider."""
+
+SANCTIONED_NAME: Final = "BANCO NACIONAL DE CUBA"
+"""A primary name on OFAC's SDN list (vendored in settlement/compliance/data)."""
+
+US_DEBTOR: Final = (
+    "--debtor-name",
+    "Apex Copper Trading Inc",
+    "--debtor-account-number",
+    "123456789",
+    "--debtor-routing-number",
+    "021000021",
+    "--debtor-country",
+    "US",
+)
+PK_CREDITOR: Final = (
+    "--creditor-name",
+    "Karachi Textile Mills",
+    "--creditor-iban",
+    "PK36SCBL0000001123456702",
+    "--creditor-country",
+    "PK",
+)
+
+
+class StepFailed(Exception):
+    """A step's client exited non-zero or printed something unexpected."""
+
+    def __init__(self, step: str, detail: str) -> None:
+        super().__init__(f"step {step!r} failed: {detail}")
+        self.step = step
+        self.detail = detail
+
+
+class ServerFailed(Exception):
+    """The server did not start (or died) before the story could run."""
+
+
+@dataclass
+class Server:
+    """The hub as a child process, its stderr drained by a thread (a full pipe would block it)."""
+
+    process: subprocess.Popen[str]
+    log_tail: deque[str] = field(default_factory=lambda: deque(maxlen=SERVER_LOG_LINES_KEPT))
+    port: int | None = None
+    listening: threading.Event = field(default_factory=threading.Event)
+
+    def drain(self, stream: IO[str]) -> None:
+        for line in stream:
+            self.log_tail.append(line.rstrip("\n"))
+            if self.port is None:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(record, dict) and record.get("event") == "listening":
+                    self.port = int(record["port"])
+                    self.listening.set()
+        self.listening.set()  # the server exited: stop waiting
+
+    def stop(self) -> int | None:
+        """SIGTERM, then kill after :data:`SERVER_STOP_TIMEOUT_SECONDS`; the exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=SERVER_STOP_TIMEOUT_SECONDS)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def child_environment() -> dict[str, str]:
+    """The caller's environment without SETTLEMENT_* settings: the demo names its own."""
+    environment = {
+        name: value for name, value in os.environ.items() if not name.startswith("SETTLEMENT_")
+    }
+    environment["PYTHONUNBUFFERED"] = "1"
+    return environment
+
+
+def start_server(pki: Path, database: Path) -> Server:
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [
+            sys.executable,
+            "-m",
+            "settlement.cli",
+            "serve",
+            "--dev-pki",
+            str(pki),
+            "--database",
+            str(database),
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-port",
+            "0",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_environment(),
+    )
+    server = Server(process)
+    assert process.stderr is not None
+    threading.Thread(target=server.drain, args=(process.stderr,), daemon=True).start()
+    if not server.listening.wait(SERVER_START_TIMEOUT_SECONDS) or server.port is None:
+        raise ServerFailed(
+            f"expected a 'listening' log line within {SERVER_START_TIMEOUT_SECONDS:.0f} s, "
+            f"got exit status {process.poll()}"
+        )
+    return server
+
+
+@dataclass
+class Story:
+    """Runs the steps in order, timing each; the first failure stops the story."""
+
+    pki: Path
+    work: Path
+    port: int
+    fail_at: str | None = None
+    started: float = field(default_factory=time.monotonic)
+    count: int = 0
+    events: list[str] = field(default_factory=list)
+
+    def connection(self, participant: str) -> list[str]:
+        return [
+            "--server",
+            f"127.0.0.1:{self.port}",
+            "--tls-server-name",
+            "localhost",
+            "--pki",
+            str(self.pki),
+            "--participant",
+            participant,
+        ]
+
+    def client(
+        self, step: str, module: str, participant: str, *arguments: str, json_output: bool = True
+    ) -> Any:
+        """Run ``python -m clients.<module> <arguments>`` as ``participant``; its JSON output."""
+        self.count += 1
+        argv = [sys.executable, "-m", f"clients.{module}", *arguments]
+        argv += self.connection(participant)
+        if json_output:
+            argv.append("--json")
+        if self.fail_at is not None and self.fail_at in (step, str(self.count)):
+            argv.append("--demo-fails-here")  # an unknown flag: the client exits 2
+        begun = time.monotonic()
+        try:
+            completed = subprocess.run(  # noqa: S603 - our interpreter, fixed clients
+                argv,
+                capture_output=True,
+                text=True,
+                timeout=STEP_TIMEOUT_SECONDS,
+                env=child_environment(),
+                check=False,
+            )
+        except subprocess.TimeoutExpired as error:
+            raise StepFailed(step, f"no answer within {STEP_TIMEOUT_SECONDS:.0f} s") from error
+        took = time.monotonic() - begun
+        elapsed = time.monotonic() - self.started
+        print(f"[{elapsed:6.2f} s] {self.count:>2}. {step} ({took:.2f} s)", flush=True)
+        if completed.returncode != 0:
+            raise StepFailed(
+                step,
+                f"{' '.join(argv[1:4])} exited {completed.returncode}\n"
+                + (completed.stderr.strip() or completed.stdout.strip()),
+            )
+        if not json_output:
+            return completed.stdout
+        try:
+            return json.loads(completed.stdout)
+        except ValueError as error:
+            raise StepFailed(
+                step, f"expected JSON output, got {completed.stdout[:200]!r}"
+            ) from error
+
+
+def money(amount_minor: int, currency: str) -> str:
+    exponent = 2
+    sign = "-" if amount_minor < 0 else ""
+    whole, fraction = divmod(abs(amount_minor), 10**exponent)
+    return f"{sign}{whole:,}.{fraction:0{exponent}d} {currency}"
+
+
+def expect(step: str, condition: bool, detail: str) -> None:
+    if not condition:
+        raise StepFailed(step, detail)
+
+
+def tell(story: Story) -> dict[str, Any]:
+    """Every step of the story, in order; what the summary prints."""
+    summary: dict[str, Any] = {}
+
+    story.client(
+        "participants registered, accounts opened and funded",
+        "operator",
+        "operator",
+        "setup",
+        "--pki",
+        str(story.pki),
+    )
+    story.client(
+        "FX rate USD/PKR published", "fx_provider", "fx-provider", "publish-rate", "--rate", FX_RATE
+    )
+
+    # A USD to PKR remittance: quote, then pay.
+    step = "remittance: quote USD 1,000.00 to PKR"
+    quote = story.client(step, "us_bank", "bank-us", "quote", "--send", "1000.00")
+    step = "remittance: pay Karachi Textile Mills"
+    payment = story.client(
+        step,
+        "us_bank",
+        "bank-us",
+        "pay",
+        "--creditor-agent",
+        "bank-pk",
+        "--quote-id",
+        quote["quote_id"],
+        *US_DEBTOR,
+        *PK_CREDITOR,
+        "--remittance-information",
+        "INV-1",
+    )
+    expect(step, payment["status"] == "ACSC", f"expected ACSC, got {payment['status']}")
+    story.events.append(
+        f"remittance {payment['uetr']}: {money(**payment['send'])} -> "
+        f"{money(**payment['receive'])} at {payment['rate']} ({payment['status']})"
+    )
+
+    # A payment to a sanctioned name: held for review.
+    step = "payment to a sanctioned name"
+    held = story.client(
+        step,
+        "us_bank",
+        "bank-us",
+        "pay",
+        "--creditor-agent",
+        "bank-pk",
+        "--amount",
+        "5000.00",
+        "--currency",
+        "USD",
+        *US_DEBTOR,
+        "--creditor-name",
+        SANCTIONED_NAME,
+        "--creditor-iban",
+        "PK36SCBL0000001123456702",
+        "--creditor-country",
+        "PK",
+        "--remittance-information",
+        "INV-SDN-1",
+    )
+    expect(step, held["status"] == "PDNG", f"expected PDNG (held), got {held['status']}")
+    story.events.append(
+        f"payment {held['uetr']} to {SANCTIONED_NAME!r}: held for review "
+        f"({held['status']} {held['reason_code']}, match score {held['screening_score']})"
+    )
+    return summary
+
+
+def audit(story: Story) -> dict[str, Any]:
+    bundle = story.work / "bundle"
+    state = story.work / "auditor-checkpoint"
+    result = story.client(
+        "auditor: anchor, export and verify the bundle",
+        "auditor",
+        "auditor",
+        "audit",
+        "--out",
+        str(bundle),
+        "--state",
+        str(state),
+        "--no-progress",
+        "--workers",
+        "2",
+    )
+    expect(
+        "auditor: anchor, export and verify the bundle",
+        result.get("ok") is True and not result.get("findings"),
+        f"expected a verified bundle, got findings {result.get('findings')}",
+    )
+    return dict(result)
+
+
+def balances(story: Story) -> list[tuple[str, str, int]]:
+    rows: list[tuple[str, str, int]] = []
+    for participant in ("bank-us", "bank-pk", "fx-provider", "lender"):
+        document = story.client(f"balances of {participant}", "us_bank", participant, "balances")
+        for account in document["accounts"]:
+            rows.append((participant, account["currency"], int(account["net_minor"])))
+    return rows
+
+
+def run_demo(work: Path, fail_at: str | None) -> int:
+    pki = work / "pki"
+    from settlement.pki import create_dev_pki  # noqa: PLC0415 - heavy imports on demand
+
+    begun = time.monotonic()
+    create_dev_pki(pki)
+    print(f"[{time.monotonic() - begun:6.2f} s]  0. development PKI written to {pki}", flush=True)
+    try:
+        server = start_server(pki, work / "ledger.db")
+    except ServerFailed as error:
+        print(f"demo: the server did not start: {error}", file=sys.stderr)
+        return EXIT_SERVER_FAILED
+    try:
+        print(
+            f"[{time.monotonic() - begun:6.2f} s]  0. hub listening on 127.0.0.1:{server.port} "
+            "(mutual TLS, SQLite)",
+            flush=True,
+        )
+        assert server.port is not None
+        story = Story(pki=pki, work=work, port=server.port, fail_at=fail_at, started=begun)
+        try:
+            tell(story)
+            final = balances(story)
+            verified = audit(story)
+        except StepFailed as error:
+            print(f"demo: step {error.step!r} failed", file=sys.stderr)
+            print(error.detail, file=sys.stderr)
+            if server.process.poll() is not None:
+                print("server log (tail):", file=sys.stderr)
+                print("\n".join(server.log_tail), file=sys.stderr)
+            return EXIT_STEP_FAILED
+    finally:
+        status = server.stop()
+        if status not in (0, None):
+            print(f"demo: the server exited with status {status}", file=sys.stderr)
+    print_summary(story, final, verified, time.monotonic() - begun)
+    return EXIT_OK
+
+
+def print_summary(
+    story: Story, final: list[tuple[str, str, int]], verified: dict[str, Any], seconds: float
+) -> None:
+    print()
+    print("What happened:")
+    for event in story.events:
+        print(f"  - {event}")
+    print()
+    print("Final balances (net, per participant and currency):")
+    for participant, currency, net in final:
+        print(f"  {participant:<12} {currency}  {money(net, currency):>28}")
+    print()
+    checkpoint = verified["audited_checkpoint"]
+    report = verified["verification"]
+    print(
+        f"Checkpoint: {checkpoint['origin']} size {checkpoint['tree_size']} "
+        f"root {checkpoint['root_hash']}"
+    )
+    print(
+        f"Bundle: {report['entries_checked']} entries, {report['signatures_verified']} "
+        f"signatures, {report['accounts_checked']} closing balances checked, no findings"
+    )
+    print(f"{story.count} client processes in {seconds:.1f} s")
+    print("ledger verified")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="settlement demo",
+        description="Run the whole story against a fresh hub in a temporary directory.",
+    )
+    parser.add_argument(
+        "--keep", metavar="DIR", help="work in DIR (created) and keep it, instead of a temporary"
+    )
+    parser.add_argument("--fail-at", metavar="STEP", help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = build_parser().parse_args(argv)
+    if options.keep:
+        work = Path(options.keep)
+        work.mkdir(parents=True, exist_ok=True)
+        return run_demo(work, options.fail_at)
+    with tempfile.TemporaryDirectory(prefix="settlement-demo-") as directory:
+        return run_demo(Path(directory), options.fail_at)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
