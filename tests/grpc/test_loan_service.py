@@ -258,15 +258,20 @@ class LoanHub:
         )
 
     def net(self, account_id: str, who: str = LENDER) -> int:
-        """Posted balance on the account's normal side (debits - credits for debit-normal)."""
+        """Posted balance on the account's normal side (debits - credits for debit-normal).
+
+        Settlement accounts and the loan's income and clearing accounts are
+        credit-normal; its principal and receivables debit-normal.
+        """
         response = self.client.ledger(who).GetBalance(
             ledger_pb2.GetBalanceRequest(account_id=account_id), timeout=CALL_TIMEOUT_SECONDS
         )
-        account = self.client.ledger(who).GetAccount(
-            ledger_pb2.GetAccountRequest(account_id=account_id), timeout=CALL_TIMEOUT_SECONDS
-        )
         net = response.balance.debits_posted_minor - response.balance.credits_posted_minor
-        return int(net if account.account.normal_side == ledger_pb2.SIDE_DEBIT else -net)
+        debit_normal = (
+            account_id.startswith("loan:")
+            and flow.LoanAccount(account_id.split(":")[2]) in flow.DEBIT_NORMAL_ACCOUNTS
+        )
+        return int(net if debit_normal else -net)
 
     def create(self, facility_id: str, **changes: Any) -> Any:
         message = instruction(
@@ -934,6 +939,47 @@ def test_disbursement_requests_are_checked_and_refusals_write_nothing(loan_hub: 
     for changes, expected_code, expected_error in cases:
         code, error = refusal(request(**changes))
         assert (code, error.code) == (expected_code, expected_error), changes
+    # A valid request, approved; the approval sent again is answered with its original
+    # receipt, and the same id with another body is refused.
+    requested = hub.send(
+        hub.disbursement_instruction(
+            facility_id, supplier, usd("100,000.00"), "INV-1", "2027-01-01"
+        )
+    )
+    approval = instruction(
+        loan_pb2.ReviewDisbursementInstruction,
+        LENDER,
+        facility_id=facility_id,
+        disbursement_id=requested.disbursement.disbursement_id,
+        decision=loan_pb2.DISBURSEMENT_DECISION_APPROVE,
+        uetr=str(uuid.uuid4()),
+    )
+    paid = hub.send(approval)
+    assert paid.disbursement.status == loan_pb2.DISBURSEMENT_STATUS_PAID
+    size = hub.client.journal_size()
+    again = hub.send(approval)
+    assert again.result.status == common_pb2.COMMIT_STATUS_ALREADY_EXISTED
+    assert again.result.receipt == paid.result.receipt
+    approval.reason = "changed my mind"
+    code, error = refusal(functools.partial(hub.send, approval))
+    assert (code, error.code, list(error.fields)) == (
+        EXISTS,
+        "exists_with_different_body",
+        ["reason"],
+    )
+    code, error = refusal(
+        functools.partial(
+            hub.send,
+            instruction(
+                loan_pb2.ReviewDisbursementInstruction,
+                LENDER,
+                facility_id=facility_id,
+                disbursement_id=requested.disbursement.disbursement_id,
+                decision=loan_pb2.DISBURSEMENT_DECISION_REJECT,
+            ),
+        )
+    )
+    assert (code, error.code) == (PRECONDITION, "disbursement_must_be_requested")
     # Another bank may not ask; the lender's role may not either.
     code, error = refusal(request(TRUCKS_BANK))
     assert (code, error.code) == (NOT_FOUND, "facility_must_exist")
