@@ -41,6 +41,7 @@ from ledger.keys import load_public_key, public_key_bytes
 from ledger.verify import verify_bundle
 from settlement.auth import Role
 from settlement.loans import flow
+from settlement.loans.states import TRANSITIONS, FacilityEvent, FacilityState
 from settlement.pki import (
     DEMO_PARTICIPANTS,
     DemoParticipant,
@@ -819,7 +820,6 @@ def test_every_illegal_transition_is_refused_and_writes_nothing(loan_hub: LoanHu
     hub = loan_hub
     facility_id = f"f-{uuid.uuid4().hex[:12]}"
     hub.create(facility_id)
-    from settlement.loans.states import TRANSITIONS, FacilityEvent, FacilityState
 
     def attempts() -> dict[FacilityEvent, Callable[[], Any]]:
         sha256 = hub.facility(facility_id).terms_sha256
