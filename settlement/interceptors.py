@@ -15,7 +15,9 @@ plain function) runs inside :class:`ServiceInterceptor`, which
    (the TLS layer checks that) but no registered participant;
 3. binds ``request_id``, ``participant`` and ``method`` to structlog's
    context, so every log line of the call carries them;
-4. translates failures, in this one place (DESIGN.md section 1): a
+4. translates failures, in this one place (DESIGN.md section 1): a database
+   that fails (SQLAlchemy's ``OperationalError``, or a connection found
+   invalidated) becomes UNAVAILABLE ``unavailable``; a
    :class:`ledger.errors.LedgerError` becomes ``grpc_status_for(error)`` with
    the status message ``"<code>: <message>"`` and a serialized
    ``settlement.v1.Error`` in the trailing metadata key
@@ -35,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -48,7 +51,7 @@ import structlog
 from ledger.errors import LedgerError
 from settlement import metrics
 from settlement.auth import Caller, bind_caller, unbind_caller
-from settlement.errors import InvalidArgument, Unauthenticated, grpc_status_for
+from settlement.errors import InvalidArgument, Unauthenticated, Unavailable, grpc_status_for
 from settlement.v1 import common_pb2
 
 log = structlog.get_logger("settlement.rpc")
@@ -83,6 +86,12 @@ ERROR_FIELD_LENGTH_MAX = 200
 clients cap (8 KiB by default in gRPC); bounded, they always arrive."""
 
 INTERNAL_ERROR_MESSAGE = "internal error (request id {request_id})"
+
+DATABASE_UNAVAILABLE_MESSAGE = (
+    "the database is unavailable; retry with backoff (a write: with the same instruction)"
+)
+"""common.proto, UNAVAILABLE: "its database is down". A read or the caller's lookup
+that meets a failing database answers as the sequencer does for a write."""
 
 UNAUTHENTICATED_MISSING = (
     "the call presented no client certificate common name; present the client "
@@ -283,6 +292,9 @@ class _Call:
 
     async def fail(self, error: BaseException) -> None:
         """Turn ``error`` into the call's status; aborts (raises) for our own errors."""
+        if _database_unavailable(error):
+            log.warning("rpc refused: database unavailable", error=type(error).__name__)
+            error = Unavailable(DATABASE_UNAVAILABLE_MESSAGE)
         if isinstance(error, asyncio.CancelledError | GeneratorExit):
             self.code = grpc.StatusCode.CANCELLED
             return
@@ -346,6 +358,18 @@ async def _closing(iterator: Any) -> AsyncIterator[None]:
         close = getattr(iterator, "aclose", None)
         if close is not None:
             await close()
+
+
+def _database_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` is the database failing (down, restarting, connection cut, I/O).
+
+    Looked up in ``sys.modules``: if SQLAlchemy was never imported, no error
+    can come from it (and the transport never loads the database layer).
+    """
+    exc = sys.modules.get("sqlalchemy.exc")
+    if exc is None or not isinstance(error, exc.DBAPIError):
+        return False
+    return isinstance(error, exc.OperationalError) or bool(error.connection_invalidated)
 
 
 def _request_id(context: Any) -> str:
