@@ -96,7 +96,7 @@ STATEMENT_SIZE_MAX_BYTES: Final = 16 * 1024 * 1024
 END_TO_END_ID_LENGTH_MAX: Final = 35
 """ISO 20022 Max35Text."""
 
-EXTENSION_MODULES: Final[tuple[str, ...]] = ()
+EXTENSION_MODULES: Final[tuple[str, ...]] = ("clients.offtake", "clients.loans")
 """Modules imported before the parser is built, each calling :func:`register_command`
 (the offtake and loan commands, once their services exist)."""
 

@@ -236,6 +236,11 @@ def money(amount_minor: int, currency: str) -> str:
     return f"{sign}{whole:,}.{fraction:0{exponent}d} {currency}"
 
 
+def minor(amount: dict[str, Any] | None) -> int:
+    """A client's money document in minor units; a zero amount may come without one."""
+    return 0 if amount is None else int(amount["amount_minor"])
+
+
 def expect(step: str, condition: bool, detail: str) -> None:
     if not condition:
         raise StepFailed(step, detail)
@@ -312,6 +317,278 @@ def tell(story: Story) -> dict[str, Any]:
     return summary
 
 
+BUYER: Final = "Ohio Copper Smelting Inc."
+SELLER: Final = "Chagai Hills Mining (Pvt) Ltd"
+BUYER_ACCOUNT: Final[tuple[str, ...]] = (
+    "--account-number",
+    "000987654321",
+    "--routing-number",
+    "021000021",
+    "--country",
+    "US",
+)
+SELLER_ACCOUNT: Final[tuple[str, ...]] = ("--iban", "PK36SCBL0000001123456702", "--country", "PK")
+CONTRACT_ID: Final = "OFT-DEMO-2025-001"
+
+CONTRACT_TERMS: Final[dict[str, Any]] = {
+    "contract_id": CONTRACT_ID,
+    "buyer": {"name": BUYER, "bank_participant_id": "bank-us"},
+    "seller": {"name": SELLER, "bank_participant_id": "bank-pk"},
+    "copper": {
+        "payable_percent": "96.5",
+        "minimum_deduction_percent": "1.0",
+        "refining_charge_usd_per_lb": "0.08",
+        "splitting_limit_percent": "0.20",
+    },
+    "gold": {
+        "payable_percent": "97",
+        "minimum_deduction_grams_per_dmt": "0",
+        "refining_charge_usd_per_ozt": "5.00",
+        "splitting_limit_grams_per_dmt": "0.30",
+    },
+    "treatment_charge_usd_per_dmt": "80.00",
+    "payment_term_days": 5,
+    "quotational_period": {"basis": "QUOTATIONAL_PERIOD_BASIS_ARRIVAL", "month_offset": 1},
+    "penalties": [
+        {
+            "element": "As",
+            "threshold_percent": "0.2",
+            "rate_usd_per_dmt_per_step": "2.50",
+            "splitting_limit_percent": "0.03",
+            "step_percent": "0.1",
+        }
+    ],
+    "provisional_payment_percent": "90",
+    "currency": "USD",
+    "seller_payment_currency": "PKR",
+}
+"""Copper-gold concentrate, the worked example of tests/unit/test_offtake_valuation.py."""
+
+PRICE_FIXINGS: Final = (
+    # Lot 1's quotational period: April 2025 (arrival in March, one month on).
+    "2025-04-01:Cu=9100.00",
+    "2025-04-01:Au=2410.00",
+    "2025-04-02:Cu=9150.50",
+    "2025-04-02:Au=2395.50",
+    "2025-04-03:Cu=9080.00",
+    "2025-04-03:Au=2420.25",
+    "2025-04-04:Cu=9120.25",
+    # Lot 2's: July 2025.
+    "2025-07-01:Cu=8000.00",
+    "2025-07-01:Au=2300.00",
+    "2025-07-02:Cu=8100.00",
+    "2025-07-02:Au=2320.00",
+)
+
+
+@dataclass(frozen=True)
+class Lot:
+    """What the banks say about one lot (tests/grpc/test_offtake_service.py, lots 1 and 2)."""
+
+    lot_id: str
+    bill_of_lading_date: str
+    shipped: tuple[str, str]
+    provisional_grades: tuple[str, ...]
+    provisional_prices: tuple[str, ...]
+    arrival_date: str
+    discharged: tuple[str, str]
+    buyer_grades: tuple[str, ...]
+    seller_grades: tuple[str, ...]
+    umpire_grades: tuple[str, ...]
+
+
+LOTS: Final = (
+    Lot(
+        "1",
+        "2025-02-20",
+        ("10000.000", "8"),
+        ("Cu=25", "Au=5", "As=0.35"),
+        ("Cu=9000.00", "Au=2400.00"),
+        "2025-03-18",
+        ("9990.000", "8.1"),
+        ("Cu=24.80", "Au=5.10", "As=0.30"),
+        ("Cu=25.10", "Au=4.95", "As=0.32"),
+        ("Cu=24.90",),
+    ),
+    Lot(
+        "2",
+        "2025-05-02",
+        ("5000.000", "10"),
+        ("Cu=26", "Au=4", "As=0.15"),
+        ("Cu=9500.00", "Au=2500.00"),
+        "2025-06-09",
+        ("4990.000", "10.5"),
+        ("Cu=22.00", "Au=3.00", "As=0.15"),
+        ("Cu=22.10", "Au=3.50", "As=0.16"),
+        ("Au=3.60",),
+    ),
+)
+
+
+def repeated(flag: str, values: Sequence[str]) -> list[str]:
+    return [item for value in values for item in (flag, value)]
+
+
+def major(amount_minor: int) -> str:
+    """Minor units as the clients' amount text (two decimals: USD)."""
+    whole, fraction = divmod(amount_minor, 100)
+    return f"{whole}.{fraction:02d}"
+
+
+def pay_invoice(story: Story, invoice: dict[str, Any], what: str) -> dict[str, Any]:
+    """The bank that owes ``invoice`` pays it: the buyer's through an FX quote into PKR,
+    the seller's bank a refund in USD."""
+    outstanding = int(invoice["outstanding"]["amount_minor"])
+    invoice_id = invoice["invoice_id"]
+    if outstanding > 0:
+        quote = story.client(
+            f"offtake: quote USD {major(outstanding)} for {what}",
+            "us_bank",
+            "bank-us",
+            "quote",
+            "--send",
+            major(outstanding),
+        )
+        arguments = ["--quote-id", quote["quote_id"], "--creditor-agent", "bank-pk"]
+        module, participant = "us_bank", "bank-us"
+        debtor, creditor = (BUYER, BUYER_ACCOUNT), (SELLER, SELLER_ACCOUNT)
+    else:
+        arguments = ["--creditor-agent", "bank-us"]
+        module, participant = "pk_bank", "bank-pk"
+        debtor, creditor = (SELLER, SELLER_ACCOUNT), (BUYER, BUYER_ACCOUNT)
+    for role, (name, account) in (("debtor", debtor), ("creditor", creditor)):
+        arguments += [f"--{role}-name", name]
+        arguments += [
+            flag.replace("--", f"--{role}-", 1) if flag.startswith("--") else flag
+            for flag in account
+        ]
+    step = f"offtake: {participant} pays {what} {invoice_id}"
+    paid = story.client(
+        step, module, participant, "offtake-pay", "--invoice-id", invoice_id, *arguments
+    )
+    payment = paid["payment"]
+    expect(step, payment["status"] == "ACSC", f"expected ACSC, got {payment['status']}")
+    expect(
+        step,
+        paid["invoice"]["outstanding"]["amount_minor"] == 0,
+        f"expected nothing outstanding, got {paid['invoice']['outstanding']}",
+    )
+    return dict(paid)
+
+
+def offtake(story: Story) -> None:
+    terms = story.work / "offtake-terms.json"
+    terms.write_text(json.dumps(CONTRACT_TERMS, indent=2), encoding="utf-8")
+    for bank, module in (("bank-us", "us_bank"), ("bank-pk", "pk_bank")):
+        signed = story.client(
+            f"offtake: {bank} signs contract {CONTRACT_ID}",
+            module,
+            bank,
+            "offtake-sign",
+            "--terms",
+            str(terms),
+        )
+    expect(
+        "offtake: contract active",
+        signed["state"] == "ACTIVE",
+        f"expected ACTIVE, got {signed['state']}",
+    )
+    story.client(
+        "offtake: operator publishes copper and gold price fixings",
+        "us_bank",
+        "operator",
+        "offtake-fixings",
+        *repeated("--fixing", PRICE_FIXINGS),
+    )
+    for lot in LOTS:
+        key = ["--contract-id", CONTRACT_ID, "--lot-id", lot.lot_id]
+        story.client(
+            f"offtake: lot {lot.lot_id} shipped (bank-pk)",
+            "pk_bank",
+            "bank-pk",
+            "offtake-ship",
+            *key,
+            "--bill-of-lading-number",
+            f"BL-{CONTRACT_ID}-{lot.lot_id}",
+            "--bill-of-lading-date",
+            lot.bill_of_lading_date,
+            "--wet-tonnes",
+            lot.shipped[0],
+            "--moisture-percent",
+            lot.shipped[1],
+            *repeated("--grade", lot.provisional_grades),
+        )
+        provisional = story.client(
+            f"offtake: lot {lot.lot_id} provisional invoice (bank-pk)",
+            "pk_bank",
+            "bank-pk",
+            "offtake-provisional-invoice",
+            *key,
+            *repeated("--price", lot.provisional_prices),
+        )
+        paid = pay_invoice(story, provisional, "provisional invoice")
+        story.events.append(
+            f"offtake lot {lot.lot_id}: provisional invoice {provisional['invoice_id']} "
+            f"{money(**provisional['total'])} paid as {money(**paid['payment']['receive'])}"
+        )
+        story.client(
+            f"offtake: lot {lot.lot_id} arrived (bank-us)",
+            "us_bank",
+            "bank-us",
+            "offtake-arrive",
+            *key,
+            "--arrival-date",
+            lot.arrival_date,
+            "--wet-tonnes",
+            lot.discharged[0],
+            "--moisture-percent",
+            lot.discharged[1],
+        )
+        story.client(
+            f"offtake: lot {lot.lot_id} final assays (bank-us)",
+            "us_bank",
+            "bank-us",
+            "offtake-assays",
+            *key,
+            *repeated("--buyer-grade", lot.buyer_grades),
+            *repeated("--seller-grade", lot.seller_grades),
+            *repeated("--umpire-grade", lot.umpire_grades),
+        )
+        priced = story.client(
+            f"offtake: lot {lot.lot_id} priced (bank-pk)",
+            "pk_bank",
+            "bank-pk",
+            "offtake-price",
+            *key,
+        )
+        final = story.client(
+            f"offtake: lot {lot.lot_id} final invoice (bank-pk)",
+            "pk_bank",
+            "bank-pk",
+            "offtake-final-invoice",
+            *key,
+        )
+        refund = int(final["total"]["amount_minor"]) < 0
+        pay_invoice(story, final, "refund" if refund else "final invoice")
+        story.events.append(
+            f"offtake lot {lot.lot_id}: priced {priced['quotational_period_prices']}, final "
+            f"invoice {final['invoice_id']} {money(**final['total'])}"
+            + (" (a refund, paid back by bank-pk in USD)" if refund else " paid")
+        )
+    step = "offtake: contract reconciled"
+    contract = story.client(
+        step, "us_bank", "bank-us", "offtake-contract", "--contract-id", CONTRACT_ID
+    )
+    outstanding = minor(contract["outstanding"])
+    on_ledger = minor(contract["ledger_balance"])
+    expect(step, outstanding == on_ledger == 0, f"expected 0 outstanding, got {outstanding}")
+    story.events.append(
+        f"offtake contract {CONTRACT_ID}: invoiced {money(minor(contract['invoiced']), 'USD')}, "
+        f"received {money(minor(contract['received']), 'USD')}, receivable on the ledger "
+        f"{money(on_ledger, 'USD')}"
+    )
+
+
 def audit(story: Story) -> dict[str, Any]:
     bundle = story.work / "bundle"
     state = story.work / "auditor-checkpoint"
@@ -341,6 +618,8 @@ def balances(story: Story) -> list[tuple[str, str, int]]:
     for participant in ("bank-us", "bank-pk", "fx-provider", "lender"):
         document = story.client(f"balances of {participant}", "us_bank", participant, "balances")
         for account in document["accounts"]:
+            if not account["account_id"].startswith("settlement:"):
+                continue  # an offtake contract's or a loan's accounts: in the story above
             rows.append((participant, account["currency"], int(account["net_minor"])))
     return rows
 
@@ -367,6 +646,7 @@ def run_demo(work: Path, fail_at: str | None) -> int:
         story = Story(pki=pki, work=work, port=server.port, fail_at=fail_at, started=begun)
         try:
             tell(story)
+            offtake(story)
             final = balances(story)
             verified = audit(story)
         except StepFailed as error:
@@ -375,6 +655,12 @@ def run_demo(work: Path, fail_at: str | None) -> int:
             if server.process.poll() is not None:
                 print("server log (tail):", file=sys.stderr)
                 print("\n".join(server.log_tail), file=sys.stderr)
+            return EXIT_STEP_FAILED
+        except (KeyError, TypeError, ValueError) as error:
+            print(
+                f"demo: unexpected client output after step {story.count}: {error!r}",
+                file=sys.stderr,
+            )
             return EXIT_STEP_FAILED
     finally:
         status = server.stop()
