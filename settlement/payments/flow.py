@@ -121,7 +121,7 @@ from ledger.records import (
     SignedInstruction,
     VoidPending,
 )
-from ledger.validation import validate_text
+from ledger.validation import validate_id, validate_text
 from settlement.auth import Caller, Role
 from settlement.compliance.parties import (
     AccountMustBeIbanOrUs,
@@ -604,7 +604,9 @@ class PaymentFlows:
     def _quote_event(
         self, caller: Caller, order: QuoteOrder, signed: Signed, expiry_seconds: int
     ) -> NewEvent:
-        provider = self.participant(order.fx_provider_id)
+        provider = (
+            self.participant(order.fx_provider_id) if is_valid_id(order.fx_provider_id) else None
+        )
         if provider is None or provider.role is not Role.FX_PROVIDER:
             raise _with_field(
                 ParticipantMustExist(
@@ -693,7 +695,11 @@ class PaymentFlows:
                 signed.instruction_id,
                 _differing_fields(signed.prior_payload, signed.instruction.payload),
             )
-        creditor_agent = self.participant(order.creditor_agent_id)
+        creditor_agent = (
+            self.participant(order.creditor_agent_id)
+            if is_valid_id(order.creditor_agent_id)
+            else None
+        )
         if creditor_agent is None or creditor_agent.role is not Role.BANK:
             raise _with_field(
                 ParticipantMustExist(
@@ -702,7 +708,11 @@ class PaymentFlows:
                 "creditor_agent_id",
             )
         with ledger.reading() as connection:
-            quote = projection.quote_by_id(connection, order.quote_id) if order.quote_id else None
+            quote = (
+                projection.quote_by_id(connection, order.quote_id)
+                if is_valid_id(order.quote_id)
+                else None
+            )
             uetr_taken = projection.payment_exists(connection, order.uetr)
         if order.quote_id and quote is None:
             raise _with_field(
@@ -1182,6 +1192,8 @@ class PaymentFlows:
     ) -> bytes:
         ledger = self.hub.ledger
         try:
+            if not is_valid_id(account_id):
+                raise AccountNotFound(account_id)
             account = ledger.account(account_id)
         except AccountNotFound:
             raise _with_field(
@@ -1647,6 +1659,19 @@ def _text_findings(value: str, name: str, length_max: int, length_min: int) -> l
     except TextMustBeValid as error:
         return [_with_field(error, name)]
     return []
+
+
+def is_valid_id(value: str) -> bool:
+    """Whether ``value`` can name anything at all (1..128 printable ASCII, no spaces).
+
+    Checked before an id is looked up: nothing is stored under another id, and
+    PostgreSQL refuses some characters (NUL) in a query.
+    """
+    try:
+        validate_id(value)
+    except LedgerError:
+        return False
+    return True
 
 
 def _rule_rank(code: str) -> int:

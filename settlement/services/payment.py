@@ -19,7 +19,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, Final, TypeVar
 
-from ledger.errors import AccountExistsWithDifferentFields, ExistsWithDifferentBody
+from ledger.errors import AccountExistsWithDifferentFields, ExistsWithDifferentBody, IdMustBeValid
 from settlement.auth import Caller, Role, current_caller
 from settlement.hub import Hub
 from settlement.instructions import ParsedInstruction, parse
@@ -32,6 +32,7 @@ from settlement.payments.flow import (
     ReviewOrder,
     Signed,
     check_uetr,
+    is_valid_id,
 )
 from settlement.payments.projection import PartyRecord, PaymentRecord, Quote, StatusChange
 from settlement.services import convert
@@ -245,7 +246,19 @@ class PaymentService(payment_pb2_grpc.PaymentServiceServicer):
     # -- steps ------------------------------------------------------------------------------
 
     async def _signed(self, parsed: ParsedInstruction[Any], caller: Caller) -> Signed:
-        """Common check 6 (``id_taken``) against the journal; the caller's own prior use."""
+        """Common check 6 (``id_taken``) against the journal; the caller's own prior use.
+
+        An id that can name nothing (``id_must_be_valid``) is refused first: it
+        cannot be taken, and it is not looked up (PostgreSQL refuses a NUL in a query).
+        """
+        if not is_valid_id(parsed.instruction_id):
+            raise convert.with_fields(
+                IdMustBeValid(
+                    f"instruction_id must be 1 to 128 printable ASCII characters without "
+                    f"spaces, got {parsed.instruction_id!r:.80}"
+                ),
+                ["instruction_id"],
+            )
         prior = await convert.check_id_not_taken(self.hub, parsed, caller)
         return Signed(
             instruction_id=parsed.instruction_id,
