@@ -14,7 +14,7 @@ section 2.1.4); a failure there is corruption and stops the write.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, select, tuple_
 
@@ -109,6 +109,14 @@ def append_leaves(frontier: CompactRange, leaf_hashes: list[bytes]) -> list[tupl
             if node[0]:
                 rows.append(node)
     return rows
+
+
+class LatestCheckpoint(NamedTuple):
+    """What :func:`checkpoint_due` and :func:`issue_checkpoint` read of the latest checkpoint."""
+
+    tree_size: int
+    root_hash: bytes
+    created_at_us: int
 
 
 def latest_checkpoint_row(connection: Connection) -> Any:

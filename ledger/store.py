@@ -22,6 +22,7 @@ server runs on a timer so that reservations are freed without other traffic.
 from __future__ import annotations
 
 import base64
+import functools
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -38,7 +39,6 @@ from sqlalchemy import (
     literal_column,
     select,
     text,
-    update,
 )
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
@@ -67,6 +67,7 @@ from ledger.errors import (
 )
 from ledger.journal import (
     MERKLE_NODE_COLUMNS,
+    LatestCheckpoint,
     LogSettings,
     SqlNodeStore,
     append_leaves,
@@ -125,6 +126,23 @@ _IN_CHUNK = 500
 
 _VALUES: Any = bindparam("values", expanding=True)
 
+_ACCOUNT_COLUMNS: Final = (
+    "id",
+    "owner",
+    "currency",
+    "normal_side",
+    "flags",
+    "debit_limit_minor",
+    "metadata",
+    "status",
+    "journal_index",
+    "debits_posted",
+    "credits_posted",
+    "debits_pending",
+    "credits_pending",
+)
+
+
 # Statements of the write path, built once (building them per call showed up
 # in profiles as a third of a single transaction's cost).
 _LAST_ENTRY = (
@@ -145,7 +163,29 @@ _EXPIRED = (
     .where(transactions.c.timeout_at_us <= bindparam("now"))
     .order_by(transactions.c.journal_index)
 )
-_ACCOUNTS_BY_ID = select(accounts).where(accounts.c.id.in_(_VALUES))
+
+# The write path's hot statements, run on the driver's cursor: SQLAlchemy's own
+# overhead per statement was most of a single transaction's reading time.
+_LOCK_WRITER = (f"SELECT pg_advisory_xact_lock({WRITER_LOCK_KEY})", ())
+_HEAD = (
+    "SELECT"
+    " (SELECT journal_index FROM journal ORDER BY journal_index DESC LIMIT 1),"
+    " (SELECT committed_at_us FROM journal ORDER BY journal_index DESC LIMIT 1),"
+    # The earliest timeout of a pending transaction: the expiry sweep looks
+    # for expired ones only when this has passed (an index lookup).
+    " (SELECT MIN(timeout_at_us) FROM transactions"
+    f" WHERE state = '{TransactionState.PENDING.value}')",
+    (),
+)
+"""Last journal index, its commit time, and the earliest pending timeout."""
+_PRIOR_ENTRIES_SQL = (
+    "SELECT entry_key, journal_index, leaf_hash, request, committed_at_us FROM journal"
+)
+_ACCOUNTS_SQL = f"SELECT {', '.join(_ACCOUNT_COLUMNS)} FROM accounts"
+_LATEST_CHECKPOINT = (
+    "SELECT tree_size, root_hash, created_at_us FROM checkpoints ORDER BY tree_size DESC LIMIT 1",
+    (),
+)
 _TRANSACTIONS_BY_ID = select(
     transactions.c.id,
     transactions.c.kind,
@@ -164,11 +204,6 @@ _CURRENT_KEYS = (
     select(signing_keys)
     .where(signing_keys.c.last_index.is_(None))
     .where(signing_keys.c.signer.in_(_VALUES))
-)
-_UPDATE_STATE = (
-    update(transactions)
-    .where(transactions.c.id == bindparam("b_id"))
-    .values(state=bindparam("state"))
 )
 
 
@@ -296,8 +331,7 @@ class Ledger:
                 f"a batch holds at most {MAX_BATCH} commands, got {len(commands)}"
             )
         with self._writer.begin() as connection:
-            self._lock_writer(connection)
-            batch = self._load_batch(connection, commands)
+            batch = self._load_batch(connection, commands, lock=True)
             results: list[CommandResult] = []
             failed_at: int | None = None
             for position, command in enumerate(commands):
@@ -317,7 +351,7 @@ class Ledger:
                 # None of the commands is applied, but the expiry sweep before
                 # them is: a pending past its timeout is released whatever
                 # else happens (the failure may itself be PendingExpired).
-                frontier = self._write(connection, self._load_batch(connection, []))
+                frontier = self._write(connection, self._load_batch(connection, [], lock=False))
         self._frontier_cache = frontier
         if failed_at is not None:
             return _linked_failure(commands, failed_at, results[failed_at])
@@ -349,8 +383,7 @@ class Ledger:
     def expire_pending(self) -> int:
         """Release every pending transaction past its timeout; returns how many."""
         with self._writer.begin() as connection:
-            self._lock_writer(connection)
-            batch = self._load_batch(connection, [])
+            batch = self._load_batch(connection, [], lock=True)
             count = len(batch.output.journal)
             frontier = self._write(connection, batch)
         self._frontier_cache = frontier
@@ -390,44 +423,73 @@ class Ledger:
 
     def _lock_writer(self, connection: Connection) -> None:
         if self.dialect == "postgresql":
-            connection.execute(select(func.pg_advisory_xact_lock(WRITER_LOCK_KEY)))
+            _run_queries(connection, [_LOCK_WRITER])
 
-    def _load_batch(self, connection: Connection, commands: Sequence[Command]) -> Batch:
-        last = connection.execute(_LAST_ENTRY).first()
-        next_index = 0 if last is None else last.journal_index + 1
-        # Commit times never run backwards, even if the wall clock does.
-        now = max(self.clock(), 0 if last is None else last.committed_at_us)
+    def _load_batch(
+        self, connection: Connection, commands: Sequence[Command], *, lock: bool
+    ) -> Batch:
+        """Read what the commands touch, after taking the writer lock when ``lock``.
 
-        prior = {
-            row.entry_key: PriorEntry(
-                row.journal_index, row.leaf_hash, row.request, row.committed_at_us
-            )
-            for row in _select_in(connection, _PRIOR_ENTRIES, map(entry_key, commands))
-        }
+        The lock, the log's head and the rows named by the commands are read in
+        one round trip on PostgreSQL (a pipeline: each statement still runs
+        after the one before, with its own snapshot, so every read sees the
+        previous writer's commit). Pending transactions are looked up only
+        when one can have expired, and earlier transactions only when a
+        command names one.
+        """
         wanted_transactions: set[str] = set()
-        wanted_accounts: set[str] = set()
+        wanted_accounts: dict[str, None] = {}
         for command in commands:
             if isinstance(command, NewTransaction):
-                wanted_accounts.update(posting.account_id for posting in command.postings)
+                for posting in command.postings:
+                    wanted_accounts[posting.account_id] = None
             elif isinstance(command, (PostPending, VoidPending)):
                 wanted_transactions.add(command.pending_id)
             elif isinstance(command, Reverse):
                 wanted_transactions.add(command.original_id)
             elif isinstance(command, (SetAccountStatus, SetDebitLimit)):
-                wanted_accounts.add(command.account_id)
-        expired_ids = list(connection.scalars(_EXPIRED, {"now": now}))
+                wanted_accounts[command.account_id] = None
+        keys = list(dict.fromkeys(map(entry_key, commands)))
+        queries = [_LOCK_WRITER] if lock and self.dialect == "postgresql" else []
+        queries.append(_HEAD)
+        prior_queries = _select_in_queries(connection, _PRIOR_ENTRIES_SQL, "entry_key", keys)
+        account_queries = _select_in_queries(connection, _ACCOUNTS_SQL, "id", list(wanted_accounts))
+        results = _run_queries(connection, [*queries, *prior_queries, *account_queries])
+        ((last_index, last_committed_at_us, earliest_timeout_us),) = results[len(queries) - 1]
+        next_index = 0 if last_index is None else last_index + 1
+        # Commit times never run backwards, even if the wall clock does.
+        now = max(self.clock(), last_committed_at_us or 0)
+        prior = {
+            row[0]: PriorEntry(row[1], bytes(row[2]), bytes(row[3]), row[4])
+            for rows in results[len(queries) : len(queries) + len(prior_queries)]
+            for row in rows
+        }
+        account_states = {
+            row[0]: _account_state(row)
+            for rows in results[len(queries) + len(prior_queries) :]
+            for row in rows
+        }
+
+        expired_ids: list[str] = []
+        if earliest_timeout_us is not None and earliest_timeout_us <= now:
+            expired_ids = list(connection.scalars(_EXPIRED, {"now": now}))
         wanted_transactions.update(expired_ids)
         records = self._load_transactions(connection, wanted_transactions)
-        for record in records.values():
-            wanted_accounts.update(posting.account_id for posting in record.postings)
-        account_states = {
-            row.id: _account_state(row)
-            for row in _select_in(connection, _ACCOUNTS_BY_ID, wanted_accounts)
+        more_accounts = {
+            posting.account_id: None
+            for record in records.values()
+            for posting in record.postings
+            if posting.account_id not in account_states
         }
+        if more_accounts:
+            more_queries = _select_in_queries(connection, _ACCOUNTS_SQL, "id", list(more_accounts))
+            for rows in _run_queries(connection, more_queries):
+                for row in rows:
+                    account_states[row[0]] = _account_state(row)
         signers = {
             command.instruction.signer for command in commands if command.instruction is not None
         } | {command.signer for command in commands if isinstance(command, RegisterSigningKey)}
-        keys = {
+        keys_by_signer = {
             row.signer: KeyState(bytes(row.public_key), row.first_index)
             for row in _select_in(connection, _CURRENT_KEYS, signers)
         }
@@ -437,7 +499,7 @@ class Ledger:
             accounts=account_states,
             transactions=records,
             prior_entries=prior,
-            keys=keys,
+            keys=keys_by_signer,
             verify_signatures=self.verify_signatures,
         )
         for pending_id in expired_ids:
@@ -479,7 +541,6 @@ class Ledger:
         frontier = self._frontier(connection, batch.first_index)
         if not output.journal:
             return frontier
-        _insert_many(connection, journal, JOURNAL_COLUMNS, output.journal)
         new_accounts = []
         changed_accounts = []
         for state in batch.accounts.values():
@@ -487,35 +548,61 @@ class Ledger:
                 new_accounts.append(_account_row(state))
             elif state.dirty:
                 changed_accounts.append(_account_update_row(state))
-        _insert_many(connection, accounts, _ACCOUNT_COLUMNS, new_accounts)
-        if changed_accounts:
-            _update_accounts(connection, changed_accounts)
-        _insert_many(connection, transactions, TRANSACTION_COLUMNS, output.new_transactions)
         resolved = [
-            {"b_id": record.id, "state": record.state.value}
+            (record.state.value, record.id)
             for record in batch.transactions.values()
             if record.state_changed and not record.is_new
         ]
-        if resolved:
-            connection.execute(_UPDATE_STATE, resolved)
-        _insert_many(connection, postings, POSTING_COLUMNS, output.postings)
-        _insert_many(
-            connection,
-            signing_keys,
-            _SIGNING_KEY_COLUMNS,
-            [tuple(row[name] for name in _SIGNING_KEY_COLUMNS) for row in batch.new_keys],
-        )
-        for signer, first_index, last_index in batch.retired_keys:
-            connection.execute(
-                update(signing_keys)
-                .where(signing_keys.c.signer == signer)
-                .where(signing_keys.c.first_index == first_index)
-                .values(last_index=last_index)
-            )
+        new_keys = [tuple(row[name] for name in _SIGNING_KEY_COLUMNS) for row in batch.new_keys]
+        retired_keys = [
+            (last_index, signer, first_index)
+            for signer, first_index, last_index in batch.retired_keys
+        ]
         nodes = append_leaves(frontier, output.leaf_hashes)
-        _insert_many(connection, merkle_nodes, MERKLE_NODE_COLUMNS, nodes)
+        largest = max(
+            len(rows)
+            for rows in (
+                output.journal,
+                output.new_transactions,
+                output.postings,
+                new_accounts,
+                changed_accounts,
+                resolved,
+                nodes,
+            )
+        )
+        marker = _marker(connection)
+        # A small batch (a single transaction) is written in one round trip on
+        # PostgreSQL, with the latest checkpoint read in it; a large one uses
+        # COPY, which a pipeline cannot carry.
+        latest_checkpoint: list[Any] = []
+        with _pipeline(connection, enabled=largest < _COPY_THRESHOLD):
+            _insert_many(connection, journal, JOURNAL_COLUMNS, output.journal)
+            _insert_many(connection, accounts, _ACCOUNT_COLUMNS, new_accounts)
+            _update_accounts(connection, changed_accounts)
+            _insert_many(connection, transactions, TRANSACTION_COLUMNS, output.new_transactions)
+            _execute_many(
+                connection,
+                f"UPDATE transactions SET state = {marker} WHERE id = {marker}",
+                resolved,
+            )
+            _insert_many(connection, postings, POSTING_COLUMNS, output.postings)
+            _insert_many(connection, signing_keys, _SIGNING_KEY_COLUMNS, new_keys)
+            _execute_many(
+                connection,
+                f"UPDATE signing_keys SET last_index = {marker}"
+                f" WHERE signer = {marker} AND first_index = {marker}",
+                retired_keys,
+            )
+            _insert_many(connection, merkle_nodes, MERKLE_NODE_COLUMNS, nodes)
+            if self.log is not None:
+                cursor = _dbapi_connection(connection).cursor()
+                cursor.execute(*_LATEST_CHECKPOINT)
+                latest_checkpoint.append(cursor)
         if self.log is not None:
-            latest = latest_checkpoint_row(connection)
+            with _driver_errors(connection, _LATEST_CHECKPOINT[0]):
+                row = latest_checkpoint[0].fetchone()
+            latest = None if row is None else LatestCheckpoint(row[0], bytes(row[1]), row[2])
             if checkpoint_due(self.log, latest, frontier.size, batch.committed_at_us, force=False):
                 issue_checkpoint(connection, self.log, frontier, latest, batch.committed_at_us)
         return frontier
@@ -911,15 +998,77 @@ def _insert_many(
             f"INSERT INTO {quote(table.name)} ({', '.join(quote(name) for name in columns)})"
             f" VALUES ({', '.join([_marker(connection)] * len(columns))})"
         )
+    _execute_many(connection, sql, rows)
+
+
+def _execute_many(connection: Connection, sql: str, rows: Sequence[Any]) -> None:
+    """Run a statement without results once per row on the driver's cursor."""
+    if not rows:
+        return
     with _driver_errors(connection, sql):
+        # No close: in a pipeline the results are still to come.
         cursor = _dbapi_connection(connection).cursor()
-        try:
-            if len(rows) == 1:
-                cursor.execute(sql, rows[0])
-            else:
-                cursor.executemany(sql, rows)
-        finally:
+        if len(rows) == 1:
+            cursor.execute(sql, rows[0])
+        else:
+            cursor.executemany(sql, rows)
+
+
+@contextmanager
+def _pipeline(connection: Connection, *, enabled: bool = True) -> Iterator[None]:
+    """On PostgreSQL, send the driver statements run inside in one round trip.
+
+    libpq's pipeline mode: the server still runs the statements one after the
+    other, and the first failure aborts the rest and the transaction. Results
+    can be read once the block is left. On SQLite (no round trips) it does
+    nothing.
+    """
+    if not enabled or connection.dialect.name != "postgresql":
+        yield
+        return
+    with _driver_errors(connection, "pipeline"), _dbapi_connection(connection).pipeline():
+        yield
+
+
+def _run_queries(
+    connection: Connection, queries: Sequence[tuple[str, Sequence[Any]]]
+) -> list[list[Any]]:
+    """Run queries on the driver's cursors and return each one's rows, in order.
+
+    On PostgreSQL they share one round trip (:func:`_pipeline`).
+    """
+    cursors = []
+    with _pipeline(connection):
+        for sql, parameters in queries:
+            with _driver_errors(connection, sql):
+                cursor = _dbapi_connection(connection).cursor()
+                cursor.execute(sql, parameters)
+            cursors.append(cursor)
+    results = []
+    for cursor, (sql, _) in zip(cursors, queries, strict=True):
+        with _driver_errors(connection, sql):
+            results.append(cursor.fetchall())
             cursor.close()
+    return results
+
+
+def _select_in_queries(
+    connection: Connection, sql: str, column: str, values: list[Any]
+) -> list[tuple[str, Sequence[Any]]]:
+    """``sql`` restricted to rows whose ``column`` is among ``values``.
+
+    PostgreSQL takes the values as one array; SQLite as ``IN`` lists of at
+    most ``_IN_CHUNK`` values, one query each.
+    """
+    if not values:
+        return []
+    if connection.dialect.name == "postgresql":
+        return [(f"{sql} WHERE {column} = ANY(%s)", (values,))]
+    queries: list[tuple[str, Sequence[Any]]] = []
+    for start in range(0, len(values), _IN_CHUNK):
+        chunk = values[start : start + _IN_CHUNK]
+        queries.append((f"{sql} WHERE {column} IN ({', '.join('?' * len(chunk))})", chunk))
+    return queries
 
 
 _COPY_THRESHOLD = 16
@@ -977,6 +1126,8 @@ _UPDATED_ACCOUNT_COLUMNS: Final = (
 
 def _update_accounts(connection: Connection, rows: list[tuple[Any, ...]]) -> None:
     """Write changed account totals: one statement on PostgreSQL, executemany on SQLite."""
+    if not rows:
+        return
     if connection.dialect.name == "postgresql" and len(rows) >= _COPY_THRESHOLD:
         statuses, limits, debits_posted, credits_posted, debits_pending, credits_pending, ids = (
             list(column) for column in zip(*rows, strict=True)
@@ -996,16 +1147,7 @@ def _update_accounts(connection: Connection, rows: list[tuple[Any, ...]]) -> Non
         return
     marker = _marker(connection)
     assignments = ", ".join(f"{name} = {marker}" for name in _UPDATED_ACCOUNT_COLUMNS)
-    sql = f"UPDATE accounts SET {assignments} WHERE id = {marker}"
-    with _driver_errors(connection, sql):
-        cursor = _dbapi_connection(connection).cursor()
-        try:
-            if len(rows) == 1:
-                cursor.execute(sql, rows[0])
-            else:
-                cursor.executemany(sql, rows)
-        finally:
-            cursor.close()
+    _execute_many(connection, f"UPDATE accounts SET {assignments} WHERE id = {marker}", rows)
 
 
 def _select_in(
@@ -1101,43 +1243,44 @@ def _sum_all_postings(connection: Connection) -> dict[str, tuple[int, int, int, 
     return result
 
 
+@functools.lru_cache(maxsize=len(AccountFlag) ** 2 + 1)
 def _flags(text: str) -> frozenset[AccountFlag]:
     return frozenset(AccountFlag(flag) for flag in text.split(",") if flag)
 
 
-def _account_state(row: Any) -> AccountState:
+def _account_state(row: Sequence[Any]) -> AccountState:
+    """A batch's view of an account row read in the order of ``_ACCOUNT_COLUMNS``."""
+    (
+        account_id,
+        owner,
+        currency,
+        normal_side,
+        flags,
+        debit_limit_minor,
+        metadata,
+        status,
+        journal_index,
+        debits_posted,
+        credits_posted,
+        debits_pending,
+        credits_pending,
+    ) = row
     return AccountState(
-        id=row.id,
-        owner=row.owner,
-        currency=row.currency,
-        normal_side=Side(row.normal_side),
-        flags=_flags(row.flags),
-        debit_limit_minor=row.debit_limit_minor,
-        metadata=row.metadata.encode("utf-8"),
-        status=AccountStatus(row.status),
-        journal_index=row.journal_index,
-        debits_posted=row.debits_posted,
-        credits_posted=row.credits_posted,
-        debits_pending=row.debits_pending,
-        credits_pending=row.credits_pending,
+        account_id,
+        owner,
+        currency,
+        Side(normal_side),
+        _flags(flags),
+        debit_limit_minor,
+        metadata.encode("utf-8"),
+        AccountStatus(status),
+        journal_index,
+        debits_posted,
+        credits_posted,
+        debits_pending,
+        credits_pending,
     )
 
-
-_ACCOUNT_COLUMNS: Final = (
-    "id",
-    "owner",
-    "currency",
-    "normal_side",
-    "flags",
-    "debit_limit_minor",
-    "metadata",
-    "status",
-    "journal_index",
-    "debits_posted",
-    "credits_posted",
-    "debits_pending",
-    "credits_pending",
-)
 
 _SIGNING_KEY_COLUMNS: Final = ("signer", "first_index", "last_index", "public_key")
 
