@@ -204,7 +204,7 @@ def terminate_backends(application_name: str) -> int:
 
 
 def health(client: HubClient) -> int:
-    stub = health_pb2_grpc.HealthStub(client.channel("operator"))
+    stub: Any = health_pb2_grpc.HealthStub(client.channel("operator"))
     try:
         return int(stub.Check(health_pb2.HealthCheckRequest(), timeout=5).status)
     except grpc.RpcError:
@@ -230,6 +230,17 @@ def signed_transfers(client: HubClient, count: int) -> tuple[str, list[tuple[str
     return payer, transfers
 
 
+def create(client: HubClient, request: Any) -> Callable[[], Any]:
+    """A CreateTransaction call of ``request`` by the owner, to pass to :func:`answer`."""
+
+    def invoke() -> Any:
+        return client.ledger(OWNER).CreateTransaction(
+            request, timeout=CALL_TIMEOUT_DURING_OUTAGE_SECONDS
+        )
+
+    return invoke
+
+
 def answer(invoke: Callable[[], Any]) -> tuple[grpc.StatusCode, str, Any]:
     try:
         return grpc.StatusCode.OK, "", invoke()
@@ -247,11 +258,7 @@ def retry_until_committed(client: HubClient, requests: list[tuple[str, Any]]) ->
     deadline = time.monotonic() + RECOVERED_WITHIN_SECONDS
     for instruction_id, request in requests:
         while True:
-            status, code, response = answer(
-                lambda request=request: client.ledger(OWNER).CreateTransaction(
-                    request, timeout=CALL_TIMEOUT_DURING_OUTAGE_SECONDS
-                )
-            )
+            status, code, response = answer(create(client, request))
             if status is grpc.StatusCode.OK:
                 indexes[instruction_id] = response.result.receipt.journal_index
                 break
@@ -282,13 +289,7 @@ def outage_round(client: HubClient, outage: Any, figures: dict[str, Any]) -> Non
     )
     answers = []
     for _instruction_id, request in transfers[:3]:
-        answers.append(
-            answer(
-                lambda request=request: client.ledger(OWNER).CreateTransaction(
-                    request, timeout=CALL_TIMEOUT_DURING_OUTAGE_SECONDS
-                )
-            )
-        )
+        answers.append(answer(create(client, request)))
     for read in (
         lambda: client.ledger(OWNER).GetBalance(
             ledger_pb2.GetBalanceRequest(account_id=payer), timeout=CALL_TIMEOUT_SECONDS
@@ -342,11 +343,7 @@ def test_postgres_connections_killed(dev_pki: DevPki, figures: dict[str, dict[st
         def writer() -> None:
             for instruction_id, request in transfers:
                 while not stop.is_set():
-                    status, code, response = answer(
-                        lambda request=request: client.ledger(OWNER).CreateTransaction(
-                            request, timeout=CALL_TIMEOUT_DURING_OUTAGE_SECONDS
-                        )
-                    )
+                    status, code, response = answer(create(client, request))
                     answers.append((status, code))
                     if status is grpc.StatusCode.OK:
                         indexes[instruction_id] = response.result.receipt.journal_index
