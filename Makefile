@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ledger_bench.py
 	$(BIN)/python bench/verify_bench.py
 	$(BIN)/python bench/grpc_bench.py
+	$(BIN)/python bench/load_bench.py
 
 # The whole story on a fresh hub (temporary PKI, SQLite), ending with "ledger verified".
 demo: $(STAMP)
