@@ -654,7 +654,7 @@ async def run_pay(session: Session, options: argparse.Namespace) -> int:
             instruction.amount.CopyFrom(amount)
         return payment_pb2.SubmitPaymentRequest(instruction=session.sign(instruction))
 
-    label = f"pay (repeat with --uetr {uetr} --end-to-end-id {end_to_end_id})"
+    label = f"pay (--uetr {uetr} --end-to-end-id {end_to_end_id})"
     response = await session.retrying.write(
         session.payments.SubmitPayment, build, instruction_id=instruction_id, label=label
     )

@@ -382,15 +382,18 @@ class RetryEvent:
 class RetriesExhausted(Exception):
     """Every attempt failed with a retryable status, or the time budget ran out.
 
-    For a write the outcome is UNKNOWN: it may have committed. Send the same
-    instruction (same id) again later to learn which.
+    For a write (``instruction_id`` set) the outcome is UNKNOWN: it may have
+    committed. Sending the same instruction (same id) again later tells which.
     """
 
-    def __init__(self, error: grpc.RpcError, attempts: int, label: str) -> None:
+    def __init__(
+        self, error: grpc.RpcError, attempts: int, label: str, instruction_id: str | None = None
+    ) -> None:
         super().__init__(f"{label}: no answer after {attempts} attempt(s)")
         self.error = error
         self.attempts = attempts
         self.label = label
+        self.instruction_id = instruction_id
 
 
 def _status_of(error: grpc.RpcError) -> grpc.StatusCode:
@@ -419,6 +422,7 @@ class Retrying:
         *,
         label: str,
         policy: RetryPolicy | None = None,
+        instruction_id: str | None = None,
     ) -> ResultType:
         """``await attempt(timeout_seconds)`` until it succeeds or the policy gives up.
 
@@ -439,10 +443,10 @@ class Retrying:
                 if code not in RETRYABLE_CODES:
                     raise
                 if number >= chosen.attempts_max:
-                    raise RetriesExhausted(error, number, label) from error
+                    raise RetriesExhausted(error, number, label, instruction_id) from error
                 pause = self.random.uniform(0.0, chosen.backoff_ceiling_seconds(number - 1))
                 if self.clock() - started + pause >= chosen.total_seconds_max:
-                    raise RetriesExhausted(error, number, label) from error
+                    raise RetriesExhausted(error, number, label, instruction_id) from error
                 if self.on_retry is not None:
                     self.on_retry(RetryEvent(number, chosen.attempts_max, code, pause, label))
                 await self.sleep(pause)
@@ -454,13 +458,17 @@ class Retrying:
         *,
         label: str,
         policy: RetryPolicy | None = None,
+        instruction_id: str | None = None,
     ) -> ResponseType:
-        """A unary call with retries; ``request`` is sent unchanged on every attempt."""
+        """A unary call with retries; ``request`` is sent unchanged on every attempt.
+
+        Give ``instruction_id`` for a write: an exhausted retry then says the
+        outcome is unknown and which id to send again."""
 
         async def attempt(timeout: float) -> ResponseType:
             return await method(request, timeout=timeout)
 
-        return await self.run(attempt, label=label, policy=policy)
+        return await self.run(attempt, label=label, policy=policy, instruction_id=instruction_id)
 
     async def write(
         self,
@@ -473,7 +481,7 @@ class Retrying:
         """One logical write: ``build(instruction_id)`` is called ONCE (it signs the
         instruction), and that one request is what every attempt sends."""
         request = build(instruction_id)
-        return await self.call(method, request, label=f"{label} {instruction_id}")
+        return await self.call(method, request, label=label, instruction_id=instruction_id)
 
 
 def print_retry(event: RetryEvent, out: TextIO | None = None) -> None:
@@ -546,11 +554,25 @@ def report_failure(error: BaseException, output: Output, program: str) -> int:
     """Print what went wrong (stderr; also JSON on stdout with ``--json``); the exit status."""
     if isinstance(error, RetriesExhausted):
         report = error_report(error.error)
+        if error.instruction_id is not None:
+            outcome = (
+                "the outcome is unknown: run the same command again with --instruction-id "
+                f"{error.instruction_id} to learn it without doing it twice"
+            )
+        else:
+            outcome = "is the hub running, and is --server right?"
         sys.stderr.write(
             f"{program}: {error.label}: no answer after {error.attempts} attempt(s) "
-            f"(last: {report.line()}); the outcome is unknown\n"
+            f"(last: {report.line()}); {outcome}\n"
         )
-        output.error({"unknown_outcome": True, "attempts": error.attempts, **report.to_json()})
+        output.error(
+            {
+                "unknown_outcome": error.instruction_id is not None,
+                "instruction_id": error.instruction_id,
+                "attempts": error.attempts,
+                **report.to_json(),
+            }
+        )
         return EXIT_USAGE
     if isinstance(error, grpc.RpcError):
         report = error_report(error)

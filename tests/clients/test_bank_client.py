@@ -216,9 +216,11 @@ def test_attempts_are_bounded_and_the_outcome_is_reported_unknown(
     assert len(pauses.seconds) == common.RETRY_ATTEMPTS_MAX - 1
     error = json.loads(out)["error"]
     assert error["unknown_outcome"] is True
+    assert error["instruction_id"] == instruction_ids(fake.received)[0]
     assert error["code"] == "hub_busy"
     stderr = capsys.readouterr().err
     assert "the outcome is unknown" in stderr
+    assert f"--instruction-id {error['instruction_id']}" in stderr
     assert "--uetr" in stderr
 
 
