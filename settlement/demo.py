@@ -156,9 +156,10 @@ def start_server(pki: Path, database: Path) -> Server:
     assert process.stderr is not None
     threading.Thread(target=server.drain, args=(process.stderr,), daemon=True).start()
     if not server.listening.wait(SERVER_START_TIMEOUT_SECONDS) or server.port is None:
+        server.stop()  # it may hang rather than exit: never leave it behind
         raise ServerFailed(
             f"expected a 'listening' log line within {SERVER_START_TIMEOUT_SECONDS:.0f} s, "
-            f"got exit status {process.poll()}"
+            f"got exit status {process.poll()}; its log:\n" + "\n".join(server.log_tail)
         )
     return server
 
@@ -216,7 +217,7 @@ class Story:
         if completed.returncode != 0:
             raise StepFailed(
                 step,
-                f"{' '.join(argv[1:4])} exited {completed.returncode}\n"
+                f"{' '.join(argv[1:4])} {exit_text(completed.returncode)}\n"
                 + (completed.stderr.strip() or completed.stdout.strip()),
             )
         if not json_output:
@@ -229,6 +230,12 @@ class Story:
             ) from error
 
 
+def exit_text(returncode: int) -> str:
+    if returncode < 0:
+        return f"was killed by {signal.Signals(-returncode).name}"
+    return f"exited {returncode}"
+
+
 def money(amount_minor: int, currency: str) -> str:
     exponent = 2
     sign = "-" if amount_minor < 0 else ""
@@ -238,7 +245,7 @@ def money(amount_minor: int, currency: str) -> str:
 
 def minor(amount: dict[str, Any] | None) -> int:
     """A client's money document in minor units; a zero amount may come without one."""
-    return 0 if amount is None else int(amount["amount_minor"])
+    return 0 if amount is None else int(amount.get("amount_minor", 0))
 
 
 def expect(step: str, condition: bool, detail: str) -> None:
@@ -246,10 +253,8 @@ def expect(step: str, condition: bool, detail: str) -> None:
         raise StepFailed(step, detail)
 
 
-def tell(story: Story) -> dict[str, Any]:
-    """Every step of the story, in order; what the summary prints."""
-    summary: dict[str, Any] = {}
-
+def payments(story: Story) -> None:
+    """Participants set up; a USD to PKR remittance; a payment to a sanctioned name held."""
     story.client(
         "participants registered, accounts opened and funded",
         "operator",
@@ -314,7 +319,6 @@ def tell(story: Story) -> dict[str, Any]:
         f"payment {held['uetr']} to {SANCTIONED_NAME!r}: held for review "
         f"({held['status']} {held['reason_code']}, match score {held['screening_score']})"
     )
-    return summary
 
 
 BUYER: Final = "Ohio Copper Smelting Inc."
@@ -589,6 +593,239 @@ def offtake(story: Story) -> None:
     )
 
 
+FACILITY_ID: Final = "ECA-DEMO-2027-001"
+LOAN_CONDITIONS: Final = (
+    ("loan_agreement_legal_opinion", "Legal opinions of US and Pakistan counsel"),
+    ("eca_cover_issued", "The export-credit agency's guarantee is in force"),
+    ("sbp_loan_registration", "State Bank of Pakistan registration of the loan"),
+)
+FACILITY_TERMS: Final[dict[str, Any]] = {
+    "facility_id": FACILITY_ID,
+    "borrower_id": "pk-mining-company",
+    "borrower_bank_id": "bank-pk",
+    "guarantor_id": "pk-parent-guarantor",
+    "commitment_minor": "10000000000",
+    "currency": "USD",
+    "availability_start": "2027-06-29",
+    "availability_end": "2027-12-31",
+    "interest_type": "INTEREST_TYPE_FIXED",
+    "fixed_rate_percent": "5.25",
+    "day_count": "DAY_COUNT_ACT_360",
+    "commitment_fee_percent": "0.50",
+    "exposure_fee_percent": "1.00",
+    "exposure_fee_timing": "EXPOSURE_FEE_TIMING_PER_DISBURSEMENT",
+    "exposure_fee_settlement": "EXPOSURE_FEE_SETTLEMENT_PAID",
+    "instalment_count": 10,
+    "grace_period_months": 6,
+    "default_margin_percent": "2.00",
+    "conditions_precedent": [
+        {"condition_id": condition_id, "description": description}
+        for condition_id, description in LOAN_CONDITIONS
+    ],
+    "borrower_name": "Pakistan Mining Company Limited",
+    "borrower_iban": "PK13HABB0000001123456702",
+}
+"""USD 100 million, 5.25% fixed ACT/360 (tests/grpc/test_loan_service.py)."""
+
+PKR_TO_USD_RATE: Final = "0.0035906643"
+"""USD per PKR (about 278.50 PKR a dollar), for the borrower's repayment in rupees."""
+
+DISBURSEMENTS: Final = (
+    (
+        "mining equipment",
+        "Peoria Mining Trucks Inc.",
+        "4711000123",
+        "20000000.00",
+        "INV-TRUCKS-001",
+    ),
+    ("locomotives", "Erie Locomotive Works LLC", "5500012345", "30000000.00", "INV-LOCO-001"),
+)
+"""Both suppliers bank with bank-us (ABA 021000021, BIC CHASUS33XXX)."""
+
+LOAN_START: Final = "2027-06-29"
+"""Available a day before the first interest period ends (2027-06-30): one day's accrual
+makes interest and fees due, which the borrower's bank repays."""
+
+
+def loans(story: Story) -> None:
+    terms = story.work / "facility-terms.json"
+    terms.write_text(json.dumps(FACILITY_TERMS, indent=2), encoding="utf-8")
+    facility_key = ["--facility-id", FACILITY_ID]
+    story.client(
+        f"loan: lender creates facility {FACILITY_ID}",
+        "lender",
+        "lender",
+        "loan-create",
+        "--terms",
+        str(terms),
+    )
+    for participant, module in (("bank-pk", "pk_bank"), ("lender", "lender")):
+        story.client(
+            f"loan: {participant} signs the facility",
+            module,
+            participant,
+            "loan-sign",
+            *facility_key,
+        )
+    for condition_id, description in LOAN_CONDITIONS:
+        story.client(
+            f"loan: condition {condition_id} satisfied",
+            "lender",
+            "lender",
+            "loan-satisfy",
+            *facility_key,
+            "--condition-id",
+            condition_id,
+            "--evidence",
+            description,
+        )
+    for event, day in (
+        ("conditions-precedent-met", "2027-06-20"),
+        ("availability-period-started", LOAN_START),
+    ):
+        advanced = story.client(
+            f"loan: {event} ({day})",
+            "lender",
+            "lender",
+            "loan-advance",
+            *facility_key,
+            "--event",
+            event,
+            "--business-date",
+            day,
+        )
+    state = advanced["facility"]["state"]
+    expect(
+        "loan: facility available",
+        state == "FACILITY_STATE_AVAILABLE",
+        f"expected AVAILABLE, got {state}",
+    )
+    for what, supplier, account, amount, invoice in DISBURSEMENTS:
+        requested = story.client(
+            f"loan: bank-pk requests USD {amount} for {what}",
+            "pk_bank",
+            "bank-pk",
+            "loan-request",
+            *facility_key,
+            "--supplier-name",
+            supplier,
+            "--supplier-account-number",
+            account,
+            "--supplier-bank-id",
+            "bank-us",
+            "--supplier-bank-aba",
+            "021000021",
+            "--supplier-bank-bic",
+            "CHASUS33XXX",
+            "--amount",
+            amount,
+            "--invoice-reference",
+            invoice,
+        )
+        step = f"loan: lender approves and pays {supplier}"
+        reviewed = story.client(
+            step,
+            "lender",
+            "lender",
+            "loan-review",
+            *facility_key,
+            "--disbursement-id",
+            requested["disbursement"]["disbursement_id"],
+            "--decision",
+            "approve",
+            "--reason",
+            "invoice and bill of lading checked",
+        )
+        disbursement = reviewed["disbursement"]
+        status = disbursement["status"]
+        expect(step, status == "DISBURSEMENT_STATUS_PAID", f"expected PAID, got {status}")
+        story.events.append(
+            f"loan {FACILITY_ID}: disbursed {money(minor(disbursement['amount']), 'USD')} to "
+            f"{supplier} ({what}) at bank-us, exposure fee "
+            f"{money(minor(disbursement.get('exposure_fee')), 'USD')}"
+        )
+    accrued = story.client(
+        f"loan: accrual for {LOAN_START}",
+        "lender",
+        "lender",
+        "loan-accrue",
+        *facility_key,
+        "--business-date",
+        LOAN_START,
+    )
+    accrual = accrued["accrual"]
+    story.events.append(
+        f"loan {FACILITY_ID}: accrual {LOAN_START}: interest "
+        f"{money(minor(accrual.get('interest')), 'USD')}, commitment fee "
+        f"{money(minor(accrual.get('commitment_fee')), 'USD')}"
+    )
+    due = accrued["facility"]
+    due_minor = sum(
+        minor(due.get(name))
+        for name in ("fees_due", "interest_due", "default_interest_due", "principal_due")
+    )
+    expect("loan: something due", due_minor > 0, "expected interest and fees due, got none")
+    repayment_usd = major(due_minor)
+    story.client(
+        "loan: FX rate PKR/USD published",
+        "fx_provider",
+        "fx-provider",
+        "publish-rate",
+        "--source",
+        "PKR",
+        "--target",
+        "USD",
+        "--rate",
+        PKR_TO_USD_RATE,
+    )
+    quote = story.client(
+        f"loan: bank-pk quotes PKR for USD {repayment_usd} due",
+        "pk_bank",
+        "bank-pk",
+        "quote",
+        "--from-currency",
+        "PKR",
+        "--to-currency",
+        "USD",
+        "--receive",
+        repayment_usd,
+    )
+    step = "loan: bank-pk repays in PKR, converted to USD"
+    repaid = story.client(
+        step,
+        "pk_bank",
+        "bank-pk",
+        "loan-repay",
+        *facility_key,
+        "--amount",
+        repayment_usd,
+        "--currency",
+        "USD",
+        "--quote-id",
+        quote["quote_id"],
+    )
+    repayment = repaid["repayment"]
+    facility = repaid["facility"]
+    outstanding = minor(facility.get("outstanding_principal"))
+    drawn, returned = (
+        minor(facility.get("disbursed_principal")),
+        minor(facility.get("repaid_principal")),
+    )
+    expect(
+        step,
+        outstanding == drawn - returned,
+        f"expected outstanding principal {drawn - returned}, got {outstanding}",
+    )
+    story.events.append(
+        f"loan {FACILITY_ID}: repaid {money(minor(repayment['amount']), 'USD')} sent as "
+        f"{money(minor(repayment['sent']), repayment['sent']['currency'])}: fees "
+        f"{money(minor(repayment.get('fees')), 'USD')}, interest "
+        f"{money(minor(repayment.get('interest')), 'USD')}, principal "
+        f"{money(minor(repayment.get('principal')), 'USD')}; outstanding principal "
+        f"{money(outstanding, 'USD')}"
+    )
+
+
 def audit(story: Story) -> dict[str, Any]:
     bundle = story.work / "bundle"
     state = story.work / "auditor-checkpoint"
@@ -645,8 +882,9 @@ def run_demo(work: Path, fail_at: str | None) -> int:
         assert server.port is not None
         story = Story(pki=pki, work=work, port=server.port, fail_at=fail_at, started=begun)
         try:
-            tell(story)
+            payments(story)
             offtake(story)
+            loans(story)
             final = balances(story)
             verified = audit(story)
         except StepFailed as error:
