@@ -25,9 +25,10 @@ import base64
 import functools
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, Final, Protocol
 
+from psycopg.pq import TransactionStatus
 from sqlalchemy import (
     Connection,
     Engine,
@@ -166,6 +167,7 @@ _EXPIRED = (
 
 # The write path's hot statements, run on the driver's cursor: SQLAlchemy's own
 # overhead per statement was most of a single transaction's reading time.
+_BEGIN = ("BEGIN", ())
 _LOCK_WRITER = (f"SELECT pg_advisory_xact_lock({WRITER_LOCK_KEY})", ())
 _HEAD = (
     "SELECT"
@@ -292,9 +294,12 @@ class Ledger:
         self._frontier_cache = CompactRange()
         if self.dialect == "sqlite":
             self._writer = _sqlite_engine(self.url, immediate=True)
+            self._transactions_writer: Engine = self._writer
             self._reader = _sqlite_engine(self.url, immediate=False)
         elif self.dialect == "postgresql":
             self._writer = _postgres_engine(self.url, pool_size)
+            # The write path sends BEGIN and COMMIT itself (see _write_transaction).
+            self._transactions_writer = self._writer.execution_options(isolation_level="AUTOCOMMIT")
             # Reads of several statements (invariants, balances, listings) see
             # one snapshot; under READ COMMITTED a commit between two of them
             # made check_invariants report a breach that was never there.
@@ -330,8 +335,8 @@ class Ledger:
             raise BatchMustNotExceedLimit(
                 f"a batch holds at most {MAX_BATCH} commands, got {len(commands)}"
             )
-        with self._writer.begin() as connection:
-            batch = self._load_batch(connection, commands, lock=True)
+        with self._write_transaction() as connection:
+            batch, latest_checkpoint = self._load_batch(connection, commands, begin=True)
             results: list[CommandResult] = []
             failed_at: int | None = None
             for position, command in enumerate(commands):
@@ -345,13 +350,16 @@ class Ledger:
                 else:
                     results.append(CommandResult(command.id, receipt=receipt))
             if failed_at is None:
-                frontier = self._write(connection, batch)
+                frontier = self._write(
+                    connection, batch, latest_checkpoint, commit=not self.projections
+                )
                 self._project(connection, commands, results)
             else:
                 # None of the commands is applied, but the expiry sweep before
                 # them is: a pending past its timeout is released whatever
                 # else happens (the failure may itself be PendingExpired).
-                frontier = self._write(connection, self._load_batch(connection, [], lock=False))
+                sweep, _ = self._load_batch(connection, [], begin=False)
+                frontier = self._write(connection, sweep, latest_checkpoint, commit=True)
         self._frontier_cache = frontier
         if failed_at is not None:
             return _linked_failure(commands, failed_at, results[failed_at])
@@ -382,10 +390,10 @@ class Ledger:
 
     def expire_pending(self) -> int:
         """Release every pending transaction past its timeout; returns how many."""
-        with self._writer.begin() as connection:
-            batch = self._load_batch(connection, [], lock=True)
+        with self._write_transaction() as connection:
+            batch, latest_checkpoint = self._load_batch(connection, [], begin=True)
             count = len(batch.output.journal)
-            frontier = self._write(connection, batch)
+            frontier = self._write(connection, batch, latest_checkpoint, commit=True)
         self._frontier_cache = frontier
         return count
 
@@ -421,21 +429,47 @@ class Ledger:
             return CompactRange.from_hashes(size, cached.hashes())
         return load_frontier(connection, size)
 
+    @contextmanager
+    def _write_transaction(self) -> Iterator[Connection]:
+        """A connection in one write transaction, committed at the end unless it failed.
+
+        SQLite: ``BEGIN IMMEDIATE`` takes the writer lock. PostgreSQL: the
+        connection is in autocommit mode and the write path sends ``BEGIN``
+        (with the writer lock and its first reads) and ``COMMIT`` (with its
+        writes) itself; psycopg would give each its own round trip. Whatever
+        is still open here is committed, or rolled back on any error.
+        """
+        if self.dialect != "postgresql":
+            with self._writer.begin() as connection:
+                yield connection
+            return
+        with self._transactions_writer.connect() as connection:
+            try:
+                yield connection
+            except BaseException:
+                # A rollback that fails too (the connection is gone) must not
+                # hide why the transaction failed; the pool discards the connection.
+                with suppress(DBAPIError):
+                    _end_transaction(connection, "ROLLBACK")
+                raise
+            _end_transaction(connection, "COMMIT")
+
     def _lock_writer(self, connection: Connection) -> None:
         if self.dialect == "postgresql":
             _run_queries(connection, [_LOCK_WRITER])
 
     def _load_batch(
-        self, connection: Connection, commands: Sequence[Command], *, lock: bool
-    ) -> Batch:
-        """Read what the commands touch, after taking the writer lock when ``lock``.
+        self, connection: Connection, commands: Sequence[Command], *, begin: bool
+    ) -> tuple[Batch, LatestCheckpoint | None]:
+        """Read what the commands touch, and the latest checkpoint when there is a log.
 
-        The lock, the log's head and the rows named by the commands are read in
-        one round trip on PostgreSQL (a pipeline: each statement still runs
-        after the one before, with its own snapshot, so every read sees the
-        previous writer's commit). Pending transactions are looked up only
-        when one can have expired, and earlier transactions only when a
-        command names one.
+        With ``begin``, it starts the write transaction (on PostgreSQL: BEGIN
+        and the writer lock). The lock, the log's head and the rows named by
+        the commands are read in one round trip on PostgreSQL (a pipeline:
+        each statement still runs after the one before, with its own snapshot,
+        so every read sees the previous writer's commit). Pending transactions
+        are looked up only when one can have expired, and earlier transactions
+        only when a command names one.
         """
         wanted_transactions: set[str] = set()
         wanted_accounts: dict[str, None] = {}
@@ -450,12 +484,18 @@ class Ledger:
             elif isinstance(command, (SetAccountStatus, SetDebitLimit)):
                 wanted_accounts[command.account_id] = None
         keys = list(dict.fromkeys(map(entry_key, commands)))
-        queries = [_LOCK_WRITER] if lock and self.dialect == "postgresql" else []
+        queries = [_BEGIN, _LOCK_WRITER] if begin and self.dialect == "postgresql" else []
+        if self.log is not None:
+            queries.append(_LATEST_CHECKPOINT)
         queries.append(_HEAD)
         prior_queries = _select_in_queries(connection, _PRIOR_ENTRIES_SQL, "entry_key", keys)
         account_queries = _select_in_queries(connection, _ACCOUNTS_SQL, "id", list(wanted_accounts))
         results = _run_queries(connection, [*queries, *prior_queries, *account_queries])
         ((last_index, last_committed_at_us, earliest_timeout_us),) = results[len(queries) - 1]
+        latest_checkpoint = None
+        if self.log is not None and results[len(queries) - 2]:
+            ((tree_size, root_hash, created_at_us),) = results[len(queries) - 2]
+            latest_checkpoint = LatestCheckpoint(tree_size, bytes(root_hash), created_at_us)
         next_index = 0 if last_index is None else last_index + 1
         # Commit times never run backwards, even if the wall clock does.
         now = max(self.clock(), last_committed_at_us or 0)
@@ -504,7 +544,7 @@ class Ledger:
         )
         for pending_id in expired_ids:
             batch.expire(pending_id)
-        return batch
+        return batch, latest_checkpoint
 
     def _load_transactions(
         self, connection: Connection, ids: Iterable[str]
@@ -535,8 +575,19 @@ class Ledger:
             for row in rows
         }
 
-    def _write(self, connection: Connection, batch: Batch) -> CompactRange:
-        """Write a batch's rows, extend the Merkle log, and sign a checkpoint when due."""
+    def _write(
+        self,
+        connection: Connection,
+        batch: Batch,
+        latest_checkpoint: LatestCheckpoint | None,
+        *,
+        commit: bool,
+    ) -> CompactRange:
+        """Write a batch's rows, extend the Merkle log, and sign a checkpoint when due.
+
+        With ``commit``, the transaction may be committed here, in the round
+        trip of the writes (PostgreSQL); the caller commits otherwise.
+        """
         output = batch.finish()
         frontier = self._frontier(connection, batch.first_index)
         if not output.journal:
@@ -572,11 +623,14 @@ class Ledger:
             )
         )
         marker = _marker(connection)
+        due = self.log is not None and checkpoint_due(
+            self.log, latest_checkpoint, frontier.size, batch.committed_at_us, force=False
+        )
         # A small batch (a single transaction) is written in one round trip on
-        # PostgreSQL, with the latest checkpoint read in it; a large one uses
-        # COPY, which a pipeline cannot carry.
-        latest_checkpoint: list[Any] = []
-        with _pipeline(connection, enabled=largest < _COPY_THRESHOLD):
+        # PostgreSQL, its COMMIT included unless a checkpoint is still to be
+        # signed; a large one uses COPY, which a pipeline cannot carry.
+        pipelined = largest < _COPY_THRESHOLD
+        with _pipeline(connection, enabled=pipelined):
             _insert_many(connection, journal, JOURNAL_COLUMNS, output.journal)
             _insert_many(connection, accounts, _ACCOUNT_COLUMNS, new_accounts)
             _update_accounts(connection, changed_accounts)
@@ -595,16 +649,12 @@ class Ledger:
                 retired_keys,
             )
             _insert_many(connection, merkle_nodes, MERKLE_NODE_COLUMNS, nodes)
-            if self.log is not None:
-                cursor = _dbapi_connection(connection).cursor()
-                cursor.execute(*_LATEST_CHECKPOINT)
-                latest_checkpoint.append(cursor)
-        if self.log is not None:
-            with _driver_errors(connection, _LATEST_CHECKPOINT[0]):
-                row = latest_checkpoint[0].fetchone()
-            latest = None if row is None else LatestCheckpoint(row[0], bytes(row[1]), row[2])
-            if checkpoint_due(self.log, latest, frontier.size, batch.committed_at_us, force=False):
-                issue_checkpoint(connection, self.log, frontier, latest, batch.committed_at_us)
+            if commit and pipelined and not due and self.dialect == "postgresql":
+                _execute_many(connection, "COMMIT", [()])
+        if self.log is not None and due:
+            issue_checkpoint(
+                connection, self.log, frontier, latest_checkpoint, batch.committed_at_us
+            )
         return frontier
 
     # -- reads -------------------------------------------------------------------
@@ -1047,9 +1097,18 @@ def _run_queries(
     results = []
     for cursor, (sql, _) in zip(cursors, queries, strict=True):
         with _driver_errors(connection, sql):
-            results.append(cursor.fetchall())
+            results.append(cursor.fetchall() if cursor.description is not None else [])
             cursor.close()
     return results
+
+
+def _end_transaction(connection: Connection, statement: str) -> None:
+    """COMMIT or ROLLBACK the write transaction on PostgreSQL, if it is still open."""
+    raw = _dbapi_connection(connection)
+    if raw is None or raw.closed or raw.info.transaction_status == TransactionStatus.IDLE:
+        return
+    with _driver_errors(connection, statement):
+        raw.execute(statement)
 
 
 def _select_in_queries(
