@@ -33,6 +33,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/verify_bench.py
 	$(BIN)/python bench/grpc_bench.py
 	$(BIN)/python bench/load_bench.py
+	$(BIN)/python bench/payments_bench.py
+	$(BIN)/python bench/screening_bench.py
 
 # The whole story on a fresh hub (temporary PKI, SQLite), ending with "ledger verified".
 demo: $(STAMP)
