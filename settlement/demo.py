@@ -28,6 +28,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
@@ -50,6 +51,9 @@ EXIT_SERVER_FAILED: Final = 2
 
 FX_RATE: Final = "278.45"
 """PKR per USD published by the FX provider."""
+
+PKR_TO_USD_RATE: Final = "0.0035906643"
+"""USD per PKR (about 278.50 PKR a dollar), for the borrower's repayment in rupees."""
 
 SANCTIONED_NAME: Final = "BANCO NACIONAL DE CUBA"
 """A primary name on OFAC's SDN list (vendored in settlement/compliance/data)."""
@@ -175,6 +179,7 @@ class Story:
     started: float = field(default_factory=time.monotonic)
     count: int = 0
     events: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def connection(self, participant: str) -> list[str]:
         return [
@@ -192,12 +197,14 @@ class Story:
         self, step: str, module: str, participant: str, *arguments: str, json_output: bool = True
     ) -> Any:
         """Run ``python -m clients.<module> <arguments>`` as ``participant``; its JSON output."""
-        self.count += 1
+        with self.lock:
+            self.count += 1
+            number = self.count
         argv = [sys.executable, "-m", f"clients.{module}", *arguments]
         argv += self.connection(participant)
         if json_output:
             argv.append("--json")
-        if self.fail_at is not None and self.fail_at in (step, str(self.count)):
+        if self.fail_at is not None and self.fail_at in (step, str(number)):
             argv.append("--demo-fails-here")  # an unknown flag: the client exits 2
         begun = time.monotonic()
         try:
@@ -213,7 +220,8 @@ class Story:
             raise StepFailed(step, f"no answer within {STEP_TIMEOUT_SECONDS:.0f} s") from error
         took = time.monotonic() - begun
         elapsed = time.monotonic() - self.started
-        print(f"[{elapsed:6.2f} s] {self.count:>2}. {step} ({took:.2f} s)", flush=True)
+        with self.lock:
+            print(f"[{elapsed:6.2f} s] {number:>2}. {step} ({took:.2f} s)", flush=True)
         if completed.returncode != 0:
             raise StepFailed(
                 step,
@@ -228,6 +236,16 @@ class Story:
             raise StepFailed(
                 step, f"expected JSON output, got {completed.stdout[:200]!r}"
             ) from error
+
+    def together(self, *calls: tuple[str, str, str, Sequence[str]]) -> list[Any]:
+        """Independent steps ``(step, module, participant, arguments)`` at once, in order of
+        the answers' use; the first failure (in the order given) is raised."""
+        with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+            futures = [
+                pool.submit(self.client, step, module, participant, *arguments)
+                for step, module, participant, arguments in calls
+            ]
+        return [future.result() for future in futures]
 
 
 def exit_text(returncode: int) -> str:
@@ -263,8 +281,19 @@ def payments(story: Story) -> None:
         "--pki",
         str(story.pki),
     )
-    story.client(
-        "FX rate USD/PKR published", "fx_provider", "fx-provider", "publish-rate", "--rate", FX_RATE
+    story.together(
+        (
+            "FX rate USD/PKR published",
+            "fx_provider",
+            "fx-provider",
+            ["publish-rate", "--rate", FX_RATE],
+        ),
+        (
+            "FX rate PKR/USD published (for repayments in rupees)",
+            "fx_provider",
+            "fx-provider",
+            ["publish-rate", "--source", "PKR", "--target", "USD", "--rate", PKR_TO_USD_RATE],
+        ),
     )
 
     # A USD to PKR remittance: quote, then pay.
@@ -627,9 +656,6 @@ FACILITY_TERMS: Final[dict[str, Any]] = {
 }
 """USD 100 million, 5.25% fixed ACT/360 (tests/grpc/test_loan_service.py)."""
 
-PKR_TO_USD_RATE: Final = "0.0035906643"
-"""USD per PKR (about 278.50 PKR a dollar), for the borrower's repayment in rupees."""
-
 DISBURSEMENTS: Final = (
     (
         "mining equipment",
@@ -667,18 +693,17 @@ def loans(story: Story) -> None:
             "loan-sign",
             *facility_key,
         )
-    for condition_id, description in LOAN_CONDITIONS:
-        story.client(
-            f"loan: condition {condition_id} satisfied",
-            "lender",
-            "lender",
-            "loan-satisfy",
-            *facility_key,
-            "--condition-id",
-            condition_id,
-            "--evidence",
-            description,
+    story.together(
+        *(
+            (
+                f"loan: condition {condition_id} satisfied",
+                "lender",
+                "lender",
+                ["loan-satisfy", *facility_key, "--condition-id", condition_id, "--evidence", text],
+            )
+            for condition_id, text in LOAN_CONDITIONS
         )
+    )
     for event, day in (
         ("conditions-precedent-met", "2027-06-20"),
         ("availability-period-started", LOAN_START),
@@ -766,18 +791,6 @@ def loans(story: Story) -> None:
     )
     expect("loan: something due", due_minor > 0, "expected interest and fees due, got none")
     repayment_usd = major(due_minor)
-    story.client(
-        "loan: FX rate PKR/USD published",
-        "fx_provider",
-        "fx-provider",
-        "publish-rate",
-        "--source",
-        "PKR",
-        "--target",
-        "USD",
-        "--rate",
-        PKR_TO_USD_RATE,
-    )
     quote = story.client(
         f"loan: bank-pk quotes PKR for USD {repayment_usd} due",
         "pk_bank",
@@ -851,9 +864,15 @@ def audit(story: Story) -> dict[str, Any]:
 
 
 def balances(story: Story) -> list[tuple[str, str, int]]:
+    participants = ("bank-us", "bank-pk", "fx-provider", "lender")
+    documents = story.together(
+        *(
+            (f"balances of {participant}", "us_bank", participant, ["balances"])
+            for participant in participants
+        )
+    )
     rows: list[tuple[str, str, int]] = []
-    for participant in ("bank-us", "bank-pk", "fx-provider", "lender"):
-        document = story.client(f"balances of {participant}", "us_bank", participant, "balances")
+    for participant, document in zip(participants, documents, strict=True):
         for account in document["accounts"]:
             if not account["account_id"].startswith("settlement:"):
                 continue  # an offtake contract's or a loan's accounts: in the story above
