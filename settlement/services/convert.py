@@ -515,6 +515,14 @@ def exists_with_different_body(prior: PriorUse, payload: bytes) -> ExistsWithDif
     return ExistsWithDifferentBody(prior.instruction_id, differing_fields(prior.payload, payload))
 
 
+def _instruction_type(payload: bytes) -> str:
+    try:
+        document = json.loads(payload)
+    except ValueError:
+        return ""
+    return str(document.get("instruction_type", "")) if isinstance(document, dict) else ""
+
+
 def explain_conflict(
     ledger: Ledger, error: LedgerError, instruction_id: str, payload: bytes, caller: Caller
 ) -> LedgerError:
@@ -578,6 +586,17 @@ async def settle(
         raise IntegrityError("a command succeeded without a receipt")
     return receipts
 
+    if prior is not None and _instruction_type(prior.payload) != getattr(
+        parsed.message, "instruction_type", ""
+    ):
+        # The caller's own id, used for an instruction of another kind (a quote
+        # id sent as a transaction id): the ledger keeps those in another
+        # namespace and could not catch it. Ids are unique per signer across
+        # the hub (the auditor checks it), so refuse here. Same-kind conflicts
+        # stay with the ledger, which names them per RPC.
+        raise ExistsWithDifferentBody(
+            parsed.instruction_id, differing_fields(prior.payload, parsed.signed.payload)
+        )
 
 async def commit(
     hub: Hub,
