@@ -259,6 +259,7 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
+        self.owners = convert.AccountOwners(hub.ledger)
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -472,38 +473,54 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
     ) -> tuple[common_pb2.CommitResult, ledger_pb2.Transaction]:
         """A single transaction instruction: ownership, then one submit."""
         await convert.check_id_not_taken(self.hub, parsed, caller)
-        if not caller.sees_everything:
+        if not caller.sees_everything and not self._owns_cached(caller, parsed.message):
             await asyncio.to_thread(self._require_own, caller, parsed.message)
         command = command_for(parsed)
         (receipt,) = await commit(self.hub, [command], parsed, caller)
         transaction = await asyncio.to_thread(convert.read_transaction, self.hub.ledger, command.id)
         return commit_result(receipt), transaction
 
+    def _owns_cached(self, caller: Caller, message: Any) -> bool:
+        """True when a new transaction posts only to accounts known to be the caller's.
+
+        Answered from the owners already cached, without the database or a
+        worker thread; False means "not known here", and :meth:`_require_own`
+        decides.
+        """
+        if referenced_transaction(message) is not None:
+            return False
+        owners = self.owners.cached(posting.account_id for posting in message.postings)
+        return owners is not None and all(
+            owner == caller.participant_id for owner in owners.values()
+        )
+
     def _require_own(
         self,
         caller: Caller,
         message: Any,
-        owned: frozenset[str] | None = None,
         known: dict[str, set[str]] | None = None,
     ) -> set[str]:
         """The accounts an instruction involves, all the caller's, or NOT_FOUND.
 
         ``known`` holds transactions created earlier in the same batch.
         """
-        ledger = self.hub.ledger
-        if owned is None:
-            owned = convert.owned_account_ids(ledger, caller.participant_id)
         referenced = referenced_transaction(message)
         if referenced is None:
             accounts = {posting.account_id for posting in message.postings}
+            owners = self.owners.owners(accounts)
             for account_id in sorted(accounts):
-                if account_id not in owned:
+                if owners.get(account_id) != caller.participant_id:
                     raise with_fields(_missing_account(account_id), ["postings"])
             return accounts
         involved = (known or {}).get(referenced)
         if involved is None:
-            involved = convert.accounts_of_transactions(ledger, [referenced]).get(referenced)
-        if not involved or not involved <= owned:
+            involved = convert.accounts_of_transactions(self.hub.ledger, [referenced]).get(
+                referenced
+            )
+        owners = self.owners.owners(involved or ())
+        if not involved or any(
+            owners.get(account_id) != caller.participant_id for account_id in involved
+        ):
             field = (
                 "original_transaction_id"
                 if isinstance(message, ledger_pb2.ReverseTransactionInstruction)
@@ -547,25 +564,29 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
         self, caller: Caller, items: Sequence[ParsedInstruction[Any]]
     ) -> list[Command | LedgerError]:
         """Each item's command, or the error of a rule checked before the ledger's."""
-        owned = (
-            None
-            if caller.sees_everything
-            else convert.owned_account_ids(self.hub.ledger, caller.participant_id)
-        )
+        checked = not caller.sees_everything
         known: dict[str, set[str]] = {}
-        if owned is not None:
+        if checked:
             referenced = {referenced_transaction(item.message) for item in items}
             referenced.discard(None)
             known = convert.accounts_of_transactions(
                 self.hub.ledger, [name for name in referenced if name is not None]
             )
+            # Every owner the items need in one lookup; each item then reads the cache.
+            self.owners.owners(
+                {
+                    posting.account_id
+                    for item in items
+                    if referenced_transaction(item.message) is None
+                    for posting in item.message.postings
+                }
+                | {account_id for accounts in known.values() for account_id in accounts}
+            )
         prepared: list[Command | LedgerError] = []
         for item in items:
             try:
-                if owned is not None:
-                    known[item.instruction_id] = self._require_own(
-                        caller, item.message, owned, known
-                    )
+                if checked:
+                    known[item.instruction_id] = self._require_own(caller, item.message, known)
                 prepared.append(command_for(item))
             except LedgerError as error:
                 prepared.append(error)
