@@ -965,8 +965,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stop_on_sigterm(signal_number: int, _frame: object) -> None:
+    # SIGTERM would end the process without running ``finally``: the server
+    # started here would be left running. Exiting runs it.
+    raise SystemExit(128 + signal_number)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     options = build_parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _stop_on_sigterm)
     if options.keep:
         work = Path(options.keep)
         work.mkdir(parents=True, exist_ok=True)
