@@ -205,13 +205,13 @@ def invoice_document(invoice: offtake_pb2.OfftakeInvoice) -> dict[str, Any]:
 
 
 def _print_invoice(session: Session, invoice: offtake_pb2.OfftakeInvoice, result: str) -> None:
-    document = {"result": result, **invoice_document(invoice)}
+    document = {**({"result": result} if result else {}), **invoice_document(invoice)}
     if session.output.json:
         session.output.document(document)
         return
     session.output.document(
         {
-            "result": result,
+            **({"result": result} if result else {}),
             "invoice": invoice.invoice_id,
             "kind": document["kind"],
             "value": money_text(invoice.value),
