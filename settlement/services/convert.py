@@ -58,6 +58,7 @@ from ledger.records import (
     CommandResult,
     EntryKind,
     JsonObject,
+    NewAccount,
     Posting,
     Receipt,
     Side,
@@ -635,6 +636,79 @@ async def commit(
 def read_transaction(ledger: Ledger, transaction_id: str) -> ledger_pb2.Transaction:
     record = ledger.transaction(transaction_id)
     return transaction_message(ledger.leaf(record.journal_index), record.state)
+
+
+def created_transaction_message(
+    parsed: ParsedInstruction[Any], receipt: Receipt
+) -> ledger_pb2.Transaction | None:
+    """The transaction a write has just created, from its instruction and receipt.
+
+    Field for field what :func:`read_transaction` returns right after the
+    commit (a test holds the two together for every write RPC), without its
+    two queries and leaf decode. None when these alone do not tell: an
+    identical retry (ALREADY_EXISTED: the state is as of now, and the stored
+    signature may be an earlier one), and POST_PENDING and REVERSAL, whose
+    postings come from the transaction they resolve or reverse.
+    """
+    if receipt.existed:
+        return None
+    message = parsed.message
+    if isinstance(message, ledger_pb2.TransactionInstruction):
+        kind = ledger_pb2.TRANSACTION_KIND_STANDARD
+        pending = message.pending
+    elif isinstance(message, ledger_pb2.VoidPendingInstruction):
+        kind = ledger_pb2.TRANSACTION_KIND_VOID_PENDING
+        pending = False
+    else:
+        return None
+    transaction = ledger_pb2.Transaction(
+        transaction_id=parsed.instruction_id,
+        participant_id=parsed.signed.signer,
+        kind=kind,
+        state=ledger_pb2.TRANSACTION_STATE_PENDING
+        if pending
+        else ledger_pb2.TRANSACTION_STATE_POSTED,
+        code=message.code,
+        reference=message.reference,
+        # Parsing checked that the text is canonical; the leaf holds it as an
+        # object, and an empty object reads back as no metadata.
+        metadata="" if message.metadata == "{}" else message.metadata,
+        committed_at=timestamp(receipt.committed_at_us),
+        receipt=receipt_message(receipt.journal_index, receipt.leaf_hash),
+        signed_instruction=common_pb2.SignedInstruction(
+            instruction=parsed.signed.payload, signature=parsed.signed.signature
+        ),
+    )
+    if isinstance(message, ledger_pb2.TransactionInstruction):
+        transaction.postings.extend(message.postings)
+        if pending:
+            expires_at_us = receipt.committed_at_us + message.timeout_seconds * 1_000_000
+            transaction.expires_at.CopyFrom(timestamp(expires_at_us))
+    else:
+        transaction.pending_transaction_id = message.pending_transaction_id
+    return transaction
+
+
+def created_account_message(command: NewAccount, receipt: Receipt) -> ledger_pb2.Account | None:
+    """The account a write has just opened, from its command and receipt (no read).
+
+    None for an identical retry: its status is as of now.
+    """
+    if receipt.existed:
+        return None
+    return account_message(
+        Account(
+            id=command.id,
+            owner=command.owner,
+            currency=command.currency,
+            normal_side=command.normal_side,
+            flags=frozenset(command.flags),
+            debit_limit_minor=command.debit_limit_minor,
+            metadata=command.metadata,
+            status=AccountStatus.OPEN,
+            journal_index=receipt.journal_index,
+        )
+    )
 
 
 # -- paging ----------------------------------------------------------------------------

@@ -278,10 +278,11 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
             )
         command = account_command(parsed)
         (receipt,) = await commit(self.hub, [command], parsed, caller)
-        account = await asyncio.to_thread(self.hub.ledger.account, command.id)
-        return ledger_pb2.CreateAccountResponse(
-            result=commit_result(receipt), account=convert.account_message(account)
-        )
+        account = convert.created_account_message(command, receipt)
+        if account is None:
+            found = await asyncio.to_thread(self.hub.ledger.account, command.id)
+            account = convert.account_message(found)
+        return ledger_pb2.CreateAccountResponse(result=commit_result(receipt), account=account)
 
     async def CreateTransaction(  # noqa: N802 - the RPC's name
         self, request: ledger_pb2.CreateTransactionRequest, context: Context
@@ -477,7 +478,11 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
             await asyncio.to_thread(self._require_own, caller, parsed.message)
         command = command_for(parsed)
         (receipt,) = await commit(self.hub, [command], parsed, caller)
-        transaction = await asyncio.to_thread(convert.read_transaction, self.hub.ledger, command.id)
+        transaction = convert.created_transaction_message(parsed, receipt)
+        if transaction is None:
+            transaction = await asyncio.to_thread(
+                convert.read_transaction, self.hub.ledger, command.id
+            )
         return commit_result(receipt), transaction
 
     def _owns_cached(self, caller: Caller, message: Any) -> bool:

@@ -1607,6 +1607,63 @@ def test_transaction_reads_back_as_signed(hub: HubClient) -> None:
     assert list(found.postings) == list(instruction.postings)
 
 
+def _read_back(hub: HubClient, who: str, transaction_id: str) -> Any:
+    request = ledger_pb2.GetTransactionRequest(transaction_id=transaction_id)
+    return hub.ledger(who).GetTransaction(request).transaction
+
+
+# Text a write carries into its response: empty, canonical, non-ASCII.
+_TEXTS: list[dict[str, str]] = [
+    {},
+    {"reference": "ref-\u00e9\u4e2d", "metadata": "{}"},
+    {"code": "C", "reference": "r", "metadata": '{"a":[1,true,null],"z":"\u00e9"}'},
+]
+
+
+@pytest.mark.parametrize("who", [OPERATOR, "bank-us"])
+@pytest.mark.parametrize("texts", _TEXTS, ids=["empty", "empty-object", "metadata"])
+def test_write_responses_equal_a_read_back(hub: HubClient, who: str, texts: dict[str, str]) -> None:
+    """The servicer builds a write's answer without reading it back: it must not differ."""
+    owner = "bank-us"
+    opened = create_account(owner, debit_limit_minor=5, metadata=texts.get("metadata", ""))
+    answer = hub.write(opened)
+    account_request = ledger_pb2.GetAccountRequest(account_id=opened.instruction_id)
+    assert answer.account == hub.ledger(who).GetAccount(account_request).account
+    payer, payee = hub.funded_pair(owner, 1_000)
+    written = []
+    posted = transaction(who, transfer_postings(payer, payee, 7), **texts)
+    written.append(hub.write(posted))
+    three = [
+        *transfer_postings(payer, payee, 5),
+        posting(payee, DEBIT, 1),
+        posting(payer, CREDIT, 1),
+    ]
+    written.append(hub.write(transaction(who, three, **texts)))
+    reservations = [pending(who, transfer_postings(payer, payee, 10), **texts) for _ in range(3)]
+    written.extend(hub.write(reservation) for reservation in reservations)
+    written.append(hub.write(post_pending(who, reservations[0].instruction_id, **texts)))
+    written.append(
+        hub.write(post_pending(who, reservations[1].instruction_id, amount_minor=4, **texts))
+    )
+    written.append(hub.write(void_pending(who, reservations[2].instruction_id, **texts)))
+    written.append(hub.write(reverse(who, posted.instruction_id, **texts)))
+    for response in written:
+        assert response.result.status == CREATED
+        found = _read_back(hub, who, response.transaction.transaction_id)
+        if found.kind == ledger_pb2.TRANSACTION_KIND_STANDARD and found.state != (
+            ledger_pb2.TRANSACTION_STATE_POSTED
+        ):
+            # Resolved since: the answer showed it as committed, still pending.
+            assert found.state != ledger_pb2.TRANSACTION_STATE_PENDING
+            found.state = ledger_pb2.TRANSACTION_STATE_PENDING
+        assert response.transaction == found
+    # A retry answers with the transaction as it is now, resolved.
+    again = hub.write(reservations[0])
+    assert again.result.status == ALREADY_EXISTED
+    assert again.transaction == _read_back(hub, who, reservations[0].instruction_id)
+    assert again.transaction.state == ledger_pb2.TRANSACTION_STATE_PENDING_POSTED
+
+
 # -- the journal stream ------------------------------------------------------------------------
 
 
