@@ -671,17 +671,21 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
     def _balance(
         self, caller: Caller, account_id: str, as_of_index: int | None
     ) -> ledger_pb2.GetBalanceResponse:
+        if as_of_index is None:
+            found = convert.latest_balance(self.hub.ledger, account_id)
+            if found is None or not (caller.sees_everything or found[0] == caller.participant_id):
+                raise _missing_account(account_id)
+            return ledger_pb2.GetBalanceResponse(balance=convert.balance_message(found[1]))
         self._visible_account(caller, account_id)
-        if as_of_index is not None:
-            size = self.hub.ledger.journal_size()
-            if as_of_index >= size:
-                raise with_fields(
-                    IndexMustBeCommitted(
-                        f"as_of_index {as_of_index} is not committed yet: the journal holds "
-                        f"indexes 0 to {size - 1}"
-                    ),
-                    ["as_of_index"],
-                )
+        size = self.hub.ledger.journal_size()
+        if as_of_index >= size:
+            raise with_fields(
+                IndexMustBeCommitted(
+                    f"as_of_index {as_of_index} is not committed yet: the journal holds "
+                    f"indexes 0 to {size - 1}"
+                ),
+                ["as_of_index"],
+            )
         balance = self.hub.ledger.balance(account_id, as_of_index)
         return ledger_pb2.GetBalanceResponse(balance=convert.balance_message(balance))
 

@@ -1226,6 +1226,35 @@ def test_balance_as_of_a_journal_index(hub: HubClient) -> None:
     assert (status, detail.code) == (INVALID, "id_must_be_valid")
 
 
+def test_latest_balance_equals_the_balance_as_of_its_index(hub: HubClient) -> None:
+    """The latest balance (one read of the account) against the sums of its postings."""
+    payer, payee = hub.funded_pair("bank-us", 1_000)
+    hub.write(transaction("bank-us", transfer_postings(payer, payee, 300)))
+    hub.write(pending("bank-us", transfer_postings(payer, payee, 200)))
+    for account_id in (payer, payee):
+        for who in (OPERATOR, "auditor", "bank-us"):
+            latest = (
+                hub.ledger(who)
+                .GetBalance(ledger_pb2.GetBalanceRequest(account_id=account_id))
+                .balance
+            )
+            assert latest.as_of_index == hub.journal_size() - 1
+            as_of = ledger_pb2.GetBalanceRequest(
+                account_id=account_id, as_of_index=latest.as_of_index
+            )
+            assert hub.ledger(who).GetBalance(as_of).balance == latest
+        for request in (ledger_pb2.GetBalanceRequest(account_id=account_id), as_of):
+            status, detail = refusal(lambda: hub.ledger("bank-pk").GetBalance(request))  # noqa: B023
+            assert (status, detail.code) == (NOT_FOUND, "account_must_exist")
+    assert latest == ledger_pb2.Balance(
+        account_id=payee,
+        currency="USD",
+        credits_posted_minor=300,
+        credits_pending_minor=200,
+        as_of_index=latest.as_of_index,
+    )
+
+
 # -- batches -----------------------------------------------------------------------------------
 
 
