@@ -225,6 +225,17 @@ Clock = Callable[[], int]
 """Returns the current time in microseconds since the Unix epoch (UTC)."""
 
 
+def storable(text: str) -> bool:
+    """Whether the database can hold ``text``: PostgreSQL's text type refuses NUL (U+0000).
+
+    A caller's string that is not storable names nothing stored. Look-ups
+    answer "not found" for it without asking the database, which would refuse
+    the whole query (and fail a group commit with it); SQLite and PostgreSQL
+    then answer alike.
+    """
+    return "\x00" not in text
+
+
 def system_clock_us() -> int:
     return time.time_ns() // 1000
 
@@ -397,11 +408,15 @@ class Ledger:
         self._frontier_cache = frontier
         return count
 
-    def issue_checkpoint(self) -> bytes | None:
-        """Sign a checkpoint at the current size now (None when nothing is new).
+    def issue_checkpoint(self, *, force: bool = True) -> bytes | None:
+        """Sign a checkpoint at the current size (None when none is signed).
 
-        Also the timer's entry point: a server calls it every few seconds so a
-        quiet log still gets a checkpoint covering its last entries.
+        ``force``: now, whenever there are entries since the latest checkpoint
+        (an auditor asking for one, an export). Otherwise only when one is due
+        by the log settings (``checkpoint_every_entries`` or
+        ``checkpoint_every_seconds`` since the latest): the timer's use, which a
+        server calls every second so that a quiet log still gets a checkpoint
+        covering its last entries, at the configured cadence.
         """
         if self.log is None:
             raise IntegrityError("this ledger was opened without log settings (no signer)")
@@ -411,7 +426,7 @@ class Ledger:
             frontier = self._frontier(connection, size)
             latest = latest_checkpoint_row(connection)
             now = self.clock()
-            if not checkpoint_due(self.log, latest, size, now, force=True):
+            if not checkpoint_due(self.log, latest, size, now, force=force):
                 return None
             note = issue_checkpoint(connection, self.log, frontier, latest, now)
         self._frontier_cache = frontier
@@ -483,13 +498,17 @@ class Ledger:
                 wanted_transactions.add(command.original_id)
             elif isinstance(command, (SetAccountStatus, SetDebitLimit)):
                 wanted_accounts[command.account_id] = None
-        keys = list(dict.fromkeys(map(entry_key, commands)))
+        # An id that cannot be stored names nothing stored (and would fail the
+        # whole query on PostgreSQL): its command meets its own rule when applied.
+        keys = [key for key in dict.fromkeys(map(entry_key, commands)) if storable(key)]
         queries = [_BEGIN, _LOCK_WRITER] if begin and self.dialect == "postgresql" else []
         if self.log is not None:
             queries.append(_LATEST_CHECKPOINT)
         queries.append(_HEAD)
         prior_queries = _select_in_queries(connection, _PRIOR_ENTRIES_SQL, "entry_key", keys)
-        account_queries = _select_in_queries(connection, _ACCOUNTS_SQL, "id", list(wanted_accounts))
+        account_queries = _select_in_queries(
+            connection, _ACCOUNTS_SQL, "id", [name for name in wanted_accounts if storable(name)]
+        )
         results = _run_queries(connection, [*queries, *prior_queries, *account_queries])
         ((last_index, last_committed_at_us, earliest_timeout_us),) = results[len(queries) - 1]
         latest_checkpoint = None
@@ -514,7 +533,9 @@ class Ledger:
         if earliest_timeout_us is not None and earliest_timeout_us <= now:
             expired_ids = list(connection.scalars(_EXPIRED, {"now": now}))
         wanted_transactions.update(expired_ids)
-        records = self._load_transactions(connection, wanted_transactions)
+        records = self._load_transactions(
+            connection, {name for name in wanted_transactions if storable(name)}
+        )
         more_accounts = {
             posting.account_id: None
             for record in records.values()
@@ -694,6 +715,8 @@ class Ledger:
             position = rows[-1].journal_index + 1
 
     def account(self, account_id: str) -> Account:
+        if not storable(account_id):
+            raise AccountNotFound(f"account {account_id!r} does not exist")
         with self._reader.connect() as connection:
             row = connection.execute(select(accounts).where(accounts.c.id == account_id)).first()
         if row is None:
@@ -709,6 +732,8 @@ class Ledger:
 
     def balance(self, account_id: str, as_of_index: int | None = None) -> Balance:
         """Current balance, or the balance right after the entry at ``as_of_index``."""
+        if not storable(account_id):
+            raise AccountNotFound(f"account {account_id!r} does not exist")
         with self._reader.begin() as connection:
             row = connection.execute(select(accounts).where(accounts.c.id == account_id)).first()
             if row is None:
@@ -728,6 +753,8 @@ class Ledger:
         return Balance(account_id, row.currency, *totals, as_of_index=as_of_index)
 
     def transaction(self, transaction_id: str) -> Transaction:
+        if not storable(transaction_id):
+            raise TransactionNotFound(f"transaction {transaction_id!r} does not exist")
         found = self._transactions(transactions.c.id == transaction_id)
         if not found:
             raise TransactionNotFound(f"transaction {transaction_id!r} does not exist")

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from ledger.records import Command, NewEvent, Receipt
-from ledger.store import Ledger
+from ledger.store import Ledger, storable
 from settlement.auth import Caller, Role
 from settlement.schema import participants
 
@@ -102,6 +102,8 @@ class Registry:
         return caller
 
     def get(self, participant_id: str) -> Participant | None:
+        if not storable(participant_id):
+            return None
         with self.ledger.reading() as connection:
             row = connection.execute(
                 select(participants).where(participants.c.participant_id == participant_id)

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, select
 
 from ledger import canonical
 from ledger.batch import leaf_hash
@@ -66,7 +66,7 @@ from ledger.records import (
     TransactionState,
 )
 from ledger.schema import accounts, journal, transactions
-from ledger.store import Ledger
+from ledger.store import Ledger, storable
 from settlement.auth import PARTICIPANT_ROLES, Caller, Role
 from settlement.errors import AlreadyExists, InvalidArgument, NotFoundError
 from settlement.registry import Participant
@@ -479,7 +479,9 @@ def prior_uses(ledger: Ledger, instruction_ids: Iterable[str]) -> dict[str, Prio
     One indexed lookup of the id in every namespace; a leaf is decoded only
     for an entry found.
     """
-    wanted = sorted(set(instruction_ids))
+    wanted = sorted(
+        {instruction_id for instruction_id in instruction_ids if storable(instruction_id)}
+    )
     keys = [namespace + instruction_id for instruction_id in wanted for namespace in _ID_NAMESPACES]
     found: dict[str, PriorUse] = {}
     with ledger.reading() as connection:
@@ -832,7 +834,9 @@ def reference_page(
 
 def accounts_of_transactions(ledger: Ledger, transaction_ids: Iterable[str]) -> dict[str, set[str]]:
     """The accounts each transaction posts to or releases from (read from its leaf)."""
-    wanted = sorted(set(transaction_ids))
+    wanted = sorted(
+        {transaction_id for transaction_id in transaction_ids if storable(transaction_id)}
+    )
     found: dict[str, set[str]] = {}
     with ledger.reading() as connection:
         for start in range(0, len(wanted), _IN_CHUNK):
@@ -843,40 +847,6 @@ def accounts_of_transactions(ledger: Ledger, transaction_ids: Iterable[str]) -> 
             ):
                 found[transaction_id] = leaf_accounts(decode_leaf(bytes(leaf)))
     return found
-
-
-_LATEST_BALANCE = select(
-    accounts.c.owner,
-    accounts.c.currency,
-    accounts.c.debits_posted,
-    accounts.c.credits_posted,
-    accounts.c.debits_pending,
-    accounts.c.credits_pending,
-    select(func.max(journal.c.journal_index)).scalar_subquery().label("last_index"),
-).where(accounts.c.id == bindparam("account_id"))
-
-
-def latest_balance(ledger: Ledger, account_id: str) -> tuple[str, Balance] | None:
-    """An account's owner and current balance; None when the account does not exist.
-
-    One statement, so one snapshot: the totals and the journal's last index
-    agree, as in :meth:`Ledger.balance`, which takes a transaction, two
-    statements and (with the owner's check before it) a second connection.
-    """
-    with ledger.reading() as connection:
-        row = connection.execute(_LATEST_BALANCE, {"account_id": account_id}).first()
-    if row is None:
-        return None
-    balance = Balance(
-        account_id,
-        row.currency,
-        row.debits_posted,
-        row.credits_posted,
-        row.debits_pending,
-        row.credits_pending,
-        None if row.last_index is None else int(row.last_index),
-    )
-    return row.owner, balance
 
 
 def owned_account_ids(ledger: Ledger, participant_id: str) -> frozenset[str]:
@@ -919,7 +889,7 @@ class AccountOwners:
 
     def owners(self, account_ids: Iterable[str]) -> dict[str, str]:
         """The owners of the accounts that exist among these (blocking on a miss)."""
-        wanted = set(account_ids)
+        wanted = {account_id for account_id in account_ids if storable(account_id)}
         found = {name: owner for name in wanted if (owner := self._owners.get(name)) is not None}
         missing = sorted(wanted - found.keys())
         if not missing:
