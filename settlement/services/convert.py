@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, select
 
 from ledger import canonical
 from ledger.batch import leaf_hash
@@ -847,6 +847,40 @@ def accounts_of_transactions(ledger: Ledger, transaction_ids: Iterable[str]) -> 
             ):
                 found[transaction_id] = leaf_accounts(decode_leaf(bytes(leaf)))
     return found
+
+
+_LATEST_BALANCE = select(
+    accounts.c.owner,
+    accounts.c.currency,
+    accounts.c.debits_posted,
+    accounts.c.credits_posted,
+    accounts.c.debits_pending,
+    accounts.c.credits_pending,
+    select(func.max(journal.c.journal_index)).scalar_subquery().label("last_index"),
+).where(accounts.c.id == bindparam("account_id"))
+
+
+def latest_balance(ledger: Ledger, account_id: str) -> tuple[str, Balance] | None:
+    """An account's owner and current balance; None when the account does not exist.
+
+    One statement, so one snapshot: the totals and the journal's last index
+    agree, as in :meth:`Ledger.balance`, which takes a transaction, two
+    statements and (with the owner's check before it) a second connection.
+    """
+    with ledger.reading() as connection:
+        row = connection.execute(_LATEST_BALANCE, {"account_id": account_id}).first()
+    if row is None:
+        return None
+    balance = Balance(
+        account_id,
+        row.currency,
+        row.debits_posted,
+        row.credits_posted,
+        row.debits_pending,
+        row.credits_pending,
+        None if row.last_index is None else int(row.last_index),
+    )
+    return row.owner, balance
 
 
 def owned_account_ids(ledger: Ledger, participant_id: str) -> frozenset[str]:
