@@ -59,7 +59,6 @@ from google.protobuf.message import Message
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from ledger.signing import sign_instruction
 from settlement.instructions import INSTRUCTION_MAX_BYTES, canonical_bytes
 from settlement.pki import DevPki
 from settlement.v1 import common_pb2, ledger_pb2, payment_pb2
@@ -433,12 +432,12 @@ def fuzzed_request(
         return form, rpc.request_type(instruction=signed(payload, world, who))
     instruction = mutated_instruction(draw, world, rpc, base)
     payload = canonical_bytes(instruction)
-    signature = sign_instruction(world.client.keys[who], payload)
+    signature = world.client.keys[who].sign(SIGNING_PREFIX + payload)
     forgery = draw(st.integers(0, 9))
     if forgery == 0:
         signature = draw(st.sampled_from([b"", signature[:63], signature + b"\x00", bytes(64)]))
     elif forgery == 1:
-        signature = sign_instruction(world.client.keys[US if who != US else PK], payload)
+        signature = world.client.keys[US if who != US else PK].sign(SIGNING_PREFIX + payload)
     request = rpc.request_type(
         instruction=common_pb2.SignedInstruction(instruction=payload, signature=signature)
     )
@@ -743,6 +742,16 @@ def test_batch_limits_and_duplicated_ids(world: World) -> None:
         assert world.journal_size() - size <= 1
     else:
         assert problems_with(got, False) == []
+    # NUL in an item (PostgreSQL text cannot hold it): that item fails, the others commit.
+    nul_item = transaction(PK, transfer_postings(payer + "\x00", payee, 6))
+    fine_item = transaction(PK, transfer_postings(payer, payee, 7))
+    size = world.journal_size()
+    got = send(world, rpc, world.batch_request(PK, [nul_item, fine_item], linked=False), PK)
+    assert got.status is grpc.StatusCode.OK, got
+    results = got.responses[0].results  # type: ignore[attr-defined]
+    assert results[0].status == common_pb2.COMMIT_STATUS_FAILED
+    assert results[1].status == common_pb2.COMMIT_STATUS_CREATED
+    assert world.journal_size() == size + 1
     items = [signed(b"{}", world, PK)] * 8_001
     batch = ledger_pb2.TransactionBatchInstruction(
         instruction_id=new_id(PK),
@@ -890,3 +899,64 @@ def test_base64_and_bytes_fields_survive_every_value(world: World) -> None:
         )
         got = send(world, rpc, request, OPERATOR)
         assert problems_with(got, False) == [], (base64.b64encode(key_bytes), got)
+
+
+def string_paths(
+    descriptor: Any, prefix: tuple[Any, ...] = (), depth: int = 0
+) -> list[tuple[Any, ...]]:
+    """Every path of fields from ``descriptor`` down to a string field (messages 3 deep)."""
+    paths: list[tuple[Any, ...]] = []
+    for field in descriptor.fields:
+        if field.type == FieldDescriptor.TYPE_STRING:
+            paths.append((*prefix, field))
+        elif field.type == FieldDescriptor.TYPE_MESSAGE and depth < 3:
+            paths += string_paths(field.message_type, (*prefix, field), depth + 1)
+    return paths
+
+
+def with_text_at(message: Message, path: tuple[Any, ...], value: str) -> Message:
+    """A copy of ``message`` with ``value`` in the string field at ``path``."""
+    copy = type(message)()
+    copy.CopyFrom(message)
+    target: Any = copy
+    for field in path[:-1]:
+        if field.is_repeated:
+            container = getattr(target, field.name)
+            target = container[0] if len(container) else container.add()
+        else:
+            target = getattr(target, field.name)
+    last = path[-1]
+    if last.is_repeated:
+        getattr(target, last.name).append(value)
+    else:
+        setattr(target, last.name, value)
+    return copy
+
+
+@pytest.mark.parametrize("rpc", FUZZ_RPCS, ids=lambda rpc: rpc.short)
+def test_nul_and_control_characters_in_every_string_field(world: World, rpc: Rpc) -> None:
+    """NUL (which PostgreSQL text cannot hold) and other controls, in every string field."""
+    who = caller_of(rpc)
+    base = base_instruction(world, rpc)
+    template: Message = base if base is not None else world.read_request(rpc, PK)
+    failures = []
+    for path in string_paths(template.DESCRIPTOR):
+        for value in ("\x00", "a\x00b", "\x1b[31m", "\u2028"):
+            hostile = with_text_at(template, path, value)
+            if base is not None:
+                hostile.instruction_id = new_id(who)  # type: ignore[attr-defined]
+                if path[0].name == "instruction_id":
+                    hostile = with_text_at(hostile, path, value)
+                request: Message = rpc.request_type(
+                    instruction=signed(canonical_bytes(hostile), world, who)
+                )
+            else:
+                request = hostile
+            before = world.digest()
+            got = send(world, rpc, request, who)
+            changed = world.digest() != before
+            where = ".".join(field.name for field in path)
+            found = problems_with(got, changed)
+            if found:
+                failures.append(f"{where}={value!r}: {found[0]}")
+    assert failures == [], "\n".join(failures)
