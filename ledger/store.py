@@ -408,11 +408,15 @@ class Ledger:
         self._frontier_cache = frontier
         return count
 
-    def issue_checkpoint(self) -> bytes | None:
-        """Sign a checkpoint at the current size now (None when nothing is new).
+    def issue_checkpoint(self, *, force: bool = True) -> bytes | None:
+        """Sign a checkpoint at the current size (None when none is signed).
 
-        Also the timer's entry point: a server calls it every few seconds so a
-        quiet log still gets a checkpoint covering its last entries.
+        ``force``: now, whenever there are entries since the latest checkpoint
+        (an auditor asking for one, an export). Otherwise only when one is due
+        by the log settings (``checkpoint_every_entries`` or
+        ``checkpoint_every_seconds`` since the latest): the timer's use, which a
+        server calls every second so that a quiet log still gets a checkpoint
+        covering its last entries, at the configured cadence.
         """
         if self.log is None:
             raise IntegrityError("this ledger was opened without log settings (no signer)")
@@ -422,7 +426,7 @@ class Ledger:
             frontier = self._frontier(connection, size)
             latest = latest_checkpoint_row(connection)
             now = self.clock()
-            if not checkpoint_due(self.log, latest, size, now, force=True):
+            if not checkpoint_due(self.log, latest, size, now, force=force):
                 return None
             note = issue_checkpoint(connection, self.log, frontier, latest, now)
         self._frontier_cache = frontier

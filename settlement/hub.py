@@ -108,7 +108,7 @@ class Hub:
         expired = self.ledger.expire_pending()
         if expired:
             log.info("pending transactions expired", count=expired)
-        self.ledger.issue_checkpoint()
+        self.ledger.issue_checkpoint(force=False)
         self._report_metrics()
 
     def _report_metrics(self) -> None:
