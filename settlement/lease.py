@@ -81,6 +81,8 @@ class WriterLease:
         if self._connection is not None:
             try:
                 self._connection.scalar(select(func.pg_advisory_unlock(self._key)))
+            except Exception as error:  # the database is away: the lock went with the session
+                log.warning("writer lease: not unlocked, the connection is gone", error=str(error))
             finally:
                 self._drop()
         if self._engine is not None:
