@@ -398,3 +398,17 @@ def test_sqlite_storage_fails_and_comes_back(
             outage_round(client, storage, figures.setdefault("database outage (sqlite)", {}))
     finally:
         storage.close()
+
+
+def test_stops_cleanly_while_postgres_is_down(dev_pki: DevPki) -> None:
+    """SIGTERM while the database is away: the hub closes (the lease dies with its
+    connection anyway) instead of failing its shutdown."""
+    with postgres_behind_proxy() as (url, proxy, _name):
+        with running_hub(dev_pki, url, health_interval_seconds=HEALTH_INTERVAL_SECONDS) as client:
+            wait_for(lambda: health(client) == SERVING, 5, "SERVING")
+            proxy.cut()
+            wait_for(
+                lambda: health(client) == NOT_SERVING, NOT_SERVING_WITHIN_SECONDS, "NOT_SERVING"
+            )
+            stopping = time.monotonic()
+        assert time.monotonic() - stopping < 10
