@@ -909,7 +909,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None, *, retrying: Retrying | None = None) -> int:
+async def main_async(argv: Sequence[str] | None = None, *, retrying: Retrying | None = None) -> int:
+    """:func:`main` on the caller's event loop (a program that already runs one)."""
     parser = build_parser()
     try:
         options = parser.parse_args(argv)
@@ -917,9 +918,7 @@ def main(argv: Sequence[str] | None = None, *, retrying: Retrying | None = None)
         return EXIT_OK if exit_request.code in (0, None) else EXIT_USAGE
     try:
         if options.command == "audit":
-            status, report = asyncio.run(
-                run_audit(options, retrying or Retrying(on_retry=print_retry))
-            )
+            status, report = await run_audit(options, retrying or Retrying(on_retry=print_retry))
         else:
             status, report = run_verify(options)
     except RetriesExhausted as error:
@@ -939,6 +938,11 @@ def main(argv: Sequence[str] | None = None, *, retrying: Retrying | None = None)
     else:
         report.write(sys.stdout)
     return status
+
+
+def main(argv: Sequence[str] | None = None, *, retrying: Retrying | None = None) -> int:
+    """The command line: 0 verified, 1 findings, 2 usage error or no connection."""
+    return asyncio.run(main_async(argv, retrying=retrying))
 
 
 if __name__ == "__main__":

@@ -1035,10 +1035,18 @@ async def run(
         return report_failure(error, output, defaults.program)
 
 
-def main(defaults: BankDefaults, argv: Sequence[str] | None = None) -> int:
+async def main_async(
+    defaults: BankDefaults, argv: Sequence[str] | None = None, *, retrying: Retrying | None = None
+) -> int:
+    """:func:`main` on the caller's event loop (a program that already runs one)."""
     parser = build_parser(defaults)
     try:
         options = parser.parse_args(argv)
     except SystemExit as exit_request:
         return EXIT_OK if exit_request.code in (0, None) else EXIT_USAGE
-    return asyncio.run(run(COMMANDS[options.command], options, defaults))
+    return await run(COMMANDS[options.command], options, defaults, retrying=retrying)
+
+
+def main(defaults: BankDefaults, argv: Sequence[str] | None = None) -> int:
+    """The command line: parse ``argv``, run the command, return the exit status."""
+    return asyncio.run(main_async(defaults, argv))

@@ -19,7 +19,7 @@ import hashlib
 import json
 import shutil
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from ledger.note import NoteSigner
 from settlement.v1 import audit_pb2
 from tests.bundle_builder import LogSigning
 from tests.bundle_tamper import change_amount, note_text, read_checkpoints, read_leaves
-from tests.clients.conftest import CALL_TIMEOUT_SECONDS, Operator
+from tests.clients.conftest import CALL_TIMEOUT_SECONDS, Operator, on_hub_loop
 from tests.grpc.conftest import TEST_ORIGIN
 
 FAST_POLICY = common.RetryPolicy(
@@ -56,11 +56,22 @@ def checkpointed(operator: Operator) -> int:
 
 
 def run_auditor(
-    capsys: pytest.CaptureFixture[str], *arguments: str, retrying: common.Retrying | None = None
+    capsys: pytest.CaptureFixture[str],
+    *arguments: str,
+    on: Callable[[Coroutine[Any, Any, int]], int] | None = None,
+    retrying: common.Retrying | None = None,
 ) -> tuple[int, str, str]:
-    status = auditor.main([*arguments, "--workers", "1", "--no-progress"], retrying=retrying)
+    """The auditor's command line; ``on`` runs it on a server's loop (see ``on_hub_loop``)."""
+    coroutine = auditor.main_async(
+        [*arguments, "--workers", "1", "--no-progress"], retrying=retrying
+    )
+    status = on(coroutine) if on is not None else asyncio.run(coroutine)
     captured = capsys.readouterr()
     return status, captured.out, captured.err
+
+
+def hub(operator: Operator) -> Callable[[Coroutine[Any, Any, int]], int]:
+    return lambda coroutine: on_hub_loop(operator.server, coroutine)
 
 
 def audit_arguments(operator: Operator, out: Path, state: Path, *extra: str) -> list[str]:
@@ -99,7 +110,9 @@ def test_audit_verifies_a_real_export_and_keeps_its_checkpoint(
     busy(operator, 3)
     size = checkpointed(operator)
     state = tmp_path / "state" / "kept.checkpoint"
-    status, out, err = run_auditor(capsys, *audit_arguments(operator, tmp_path / "b1", state))
+    status, out, err = run_auditor(
+        capsys, *audit_arguments(operator, tmp_path / "b1", state), on=hub(operator)
+    )
     assert status == 0, out + err
     lines = out.splitlines()
     assert lines[0] == "AUDIT OK"
@@ -120,13 +133,15 @@ def test_second_audit_checks_consistency_with_the_kept_checkpoint(
     busy(operator, 2)
     first = checkpointed(operator)
     state = tmp_path / "kept.checkpoint"
-    status, _, err = run_auditor(capsys, *audit_arguments(operator, tmp_path / "b1", state))
+    status, _, err = run_auditor(
+        capsys, *audit_arguments(operator, tmp_path / "b1", state), on=hub(operator)
+    )
     assert status == 0, err
     busy(operator, 5)
     second = checkpointed(operator)
     assert second > first
     status, out, err = run_auditor(
-        capsys, *audit_arguments(operator, tmp_path / "b2", state, "--json")
+        capsys, *audit_arguments(operator, tmp_path / "b2", state, "--json"), on=hub(operator)
     )
     assert status == 0, out + err
     report = json.loads(out)
@@ -159,7 +174,7 @@ def test_forged_kept_checkpoint_is_a_consistency_finding(
     busy(operator, 1)
     checkpointed(operator)
     status, out, err = run_auditor(
-        capsys, *audit_arguments(operator, tmp_path / "b", state, "--json")
+        capsys, *audit_arguments(operator, tmp_path / "b", state, "--json"), on=hub(operator)
     )
     assert status == 1, err
     report = json.loads(out)
@@ -199,7 +214,9 @@ def test_tampered_export_fails_offline_verification_naming_the_check(
     checkpointed(operator)
     state = tmp_path / "kept.checkpoint"
     exported = tmp_path / "exported"
-    status, _, err = run_auditor(capsys, *audit_arguments(operator, exported, state))
+    status, _, err = run_auditor(
+        capsys, *audit_arguments(operator, exported, state), on=hub(operator)
+    )
     assert status == 0, err
     status, out, _ = run_auditor(
         capsys, "verify", str(exported), "--log-key", str(operator.pki.log_public_key_path)
@@ -243,7 +260,9 @@ def test_usage_and_connection_errors_exit_2(
     busy_out = tmp_path / "not-empty"
     busy_out.mkdir()
     (busy_out / "file").write_text("x")
-    status, _, err = run_auditor(capsys, *audit_arguments(operator, busy_out, tmp_path / "s"))
+    status, _, err = run_auditor(
+        capsys, *audit_arguments(operator, busy_out, tmp_path / "s"), on=hub(operator)
+    )
     assert status == 2
     assert "empty directory" in err
 
@@ -251,6 +270,7 @@ def test_usage_and_connection_errors_exit_2(
     status, _, err = run_auditor(
         capsys,
         *audit_arguments(operator, tmp_path / "b", tmp_path / "s", "--participant", "bank-us"),
+        on=hub(operator),
     )
     assert status == 2
     assert "PERMISSION_DENIED role_must_permit" in err
@@ -268,6 +288,7 @@ def test_usage_and_connection_errors_exit_2(
         "--state",
         str(tmp_path / "s"),
         retrying=common.Retrying(policy=FAST_POLICY),
+        on=hub(operator),
     )
     assert status == 2
     assert "no answer after 2 attempt(s)" in err
@@ -407,6 +428,10 @@ class FakeServer:
         self.address = f"127.0.0.1:{port}"
         return server
 
+    def run(self, coroutine: Coroutine[Any, Any, int]) -> int:
+        """Run a client coroutine on this server's loop (see ``on_hub_loop``)."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(300)
+
     def __enter__(self) -> FakeServer:
         self.thread.start()
         self.server = asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(30)
@@ -427,13 +452,17 @@ def honest_audit(
     busy(operator, 3)
     checkpointed(operator)
     state = tmp_path / "kept.checkpoint"
-    status, _, err = run_auditor(capsys, *audit_arguments(operator, tmp_path / "first", state))
+    status, _, err = run_auditor(
+        capsys, *audit_arguments(operator, tmp_path / "first", state), on=hub(operator)
+    )
     assert status == 0, err
     busy(operator, 4)
     checkpointed(operator)
     scratch = tmp_path / "scratch.checkpoint"
     shutil.copy(state, scratch)
-    status, _, err = run_auditor(capsys, *audit_arguments(operator, tmp_path / "second", scratch))
+    status, _, err = run_auditor(
+        capsys, *audit_arguments(operator, tmp_path / "second", scratch), on=hub(operator)
+    )
     assert status == 0, err
     return operator, state, tmp_path / "second"
 
@@ -455,7 +484,6 @@ def fake_audit_arguments(
     ]
 
 
-@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 def test_operator_rewriting_history_is_caught_by_the_kept_checkpoint(
     honest_audit: tuple[Operator, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -468,7 +496,7 @@ def test_operator_rewriting_history_is_caught_by_the_kept_checkpoint(
     change_amount(forged, log_signing(operator), _first_fund_index(forged))
     with FakeServer(FakeAudit(forged), operator) as server:
         status, out, err = run_auditor(
-            capsys, *fake_audit_arguments(operator, server, tmp_path / "got", state)
+            capsys, *fake_audit_arguments(operator, server, tmp_path / "got", state), on=server.run
         )
     assert status == 1, err
     report = json.loads(out)
@@ -480,7 +508,6 @@ def test_operator_rewriting_history_is_caught_by_the_kept_checkpoint(
     assert state.read_bytes() == kept_before
 
 
-@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 def test_export_broken_by_unavailable_is_discarded_and_started_again(
     honest_audit: tuple[Operator, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -491,6 +518,7 @@ def test_export_broken_by_unavailable_is_discarded_and_started_again(
             capsys,
             *fake_audit_arguments(operator, server, tmp_path / "got", state),
             retrying=common.Retrying(policy=FAST_POLICY),
+            on=server.run,
         )
     assert status == 0, out + err
     assert fake.exports == 2

@@ -33,8 +33,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from clients import bank, common, pk_bank, us_bank
 from ledger import canonical
-from settlement.v1 import common_pb2, payment_pb2
-from tests.clients.conftest import Operator
+from settlement.v1 import common_pb2, ledger_pb2, payment_pb2
+from tests.clients.conftest import CALL_TIMEOUT_SECONDS, Operator, on_hub_loop
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -327,16 +327,17 @@ def test_commands_register_through_the_extension_point() -> None:
 def cli(
     client: Any, operator: Operator, *arguments: str
 ) -> Callable[[pytest.CaptureFixture[str]], tuple[int, str, str]]:
+    """The client's command line, on the hub's event loop (see ``on_hub_loop``)."""
+
     def run(capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-        status = client.main(
-            [
-                *arguments,
-                "--pki",
-                str(operator.pki.directory),
-                "--server",
-                operator.server.address,
-            ]
-        )
+        argv = [
+            *arguments,
+            "--pki",
+            str(operator.pki.directory),
+            "--server",
+            operator.server.address,
+        ]
+        status = on_hub_loop(operator.server, bank.main_async(client.DEFAULTS, argv))
         captured = capsys.readouterr()
         return status, captured.out, captured.err
 
@@ -344,8 +345,9 @@ def cli(
 
 
 def test_balances_json_shows_exact_figures(
-    operator: Operator, capsys: pytest.CaptureFixture[str]
+    fresh_operator: Operator, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    operator = fresh_operator
     operator.fund("settlement:bank-us:USD", 125_000_000, "USD")
     operator.fund("settlement:bank-us:USD", 1, "USD")
     operator.defund("settlement:bank-us:USD", 25_000, "USD")
@@ -382,6 +384,14 @@ def test_balances_json_shows_exact_figures(
 def test_balances_table_in_a_fresh_process(operator: Operator) -> None:
     """What a person runs: ``python -m clients.us_bank balances``."""
     operator.fund("settlement:bank-us:USD", 1_234_567_89, "USD")
+    balance = (
+        operator.ledger()
+        .GetBalance(
+            ledger_pb2.GetBalanceRequest(account_id="settlement:bank-us:USD"),
+            timeout=CALL_TIMEOUT_SECONDS,
+        )
+        .balance
+    )
     result = subprocess.run(
         [
             sys.executable,
@@ -404,12 +414,14 @@ def test_balances_table_in_a_fresh_process(operator: Operator) -> None:
     assert header.split()[:3] == ["account", "currency", "status"]
     assert set(rule.replace(" ", "")) == {"-"}
     usd = next(row for row in rows if row.startswith("settlement:bank-us:USD"))
-    assert usd.split()[-1] == "1,234,567.89"
+    net = balance.credits_posted_minor - balance.debits_posted_minor
+    assert usd.split()[-2:] == [common.format_minor(net, "USD")] * 2  # net, available
 
 
 def test_watch_movements_streams_own_postings(
-    operator: Operator, capsys: pytest.CaptureFixture[str]
+    fresh_operator: Operator, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    operator = fresh_operator
     operator.fund("settlement:bank-us:USD", 500, "USD")
     operator.fund("settlement:bank-pk:PKR", 700, "PKR")
     operator.fund("settlement:bank-us:PKR", 900, "PKR")
@@ -439,7 +451,10 @@ def test_refusal_prints_the_hubs_code_and_exits_1(
 def test_missing_identity_is_a_usage_error(
     operator: Operator, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    status = us_bank.main(["balances", "--server", operator.server.address])
+    status = on_hub_loop(
+        operator.server,
+        bank.main_async(us_bank.DEFAULTS, ["balances", "--server", operator.server.address]),
+    )
     assert status == common.EXIT_USAGE
     assert "expected --pki DIR or --ca-certificate FILE" in capsys.readouterr().err
 
@@ -494,6 +509,9 @@ def pay_arguments(operator: Operator, *extra: str) -> list[str]:
 def test_quote_pay_status_and_balances(
     payments: Operator, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    status, out, err = cli(pk_bank, payments, "balances", "--json", "--currency", "PKR")(capsys)
+    assert status == 0, err
+    (before,) = json.loads(out)["accounts"]
     status, out, err = cli(us_bank, payments, "quote", "--send", "1000.00", "--json")(capsys)
     assert status == 0, err
     quote = json.loads(out)
@@ -522,8 +540,9 @@ def test_quote_pay_status_and_balances(
 
     status, out, err = cli(pk_bank, payments, "balances", "--json", "--currency", "PKR")(capsys)
     assert status == 0, err
-    (pkr,) = json.loads(out)["accounts"]
-    assert pkr["net_minor"] == 27_845_000
+    (after,) = json.loads(out)["accounts"]
+    assert after["net_minor"] - before["net_minor"] == 27_845_000
+    assert after["credits_posted_minor"] - before["credits_posted_minor"] == 27_845_000
 
 
 def test_statement_writes_camt053(
@@ -576,22 +595,19 @@ def test_watch_sees_a_payment_settle(payments: Operator) -> None:
             )
             watching = asyncio.create_task(bank.run_watch(session, options))
             await asyncio.sleep(0.5)  # the stream is "from now on": subscribe first
-            status = await asyncio.to_thread(
-                us_bank.main,
-                [
-                    *pay_arguments(payments, "--amount", "5.00", "--currency", "USD"),
-                    "--uetr",
-                    uetr,
-                    "--pki",
-                    str(payments.pki.directory),
-                    "--server",
-                    payments.server.address,
-                ],
-            )
-            assert status == 0
+            pay = [
+                *pay_arguments(payments, "--amount", "5.00", "--currency", "USD"),
+                "--uetr",
+                uetr,
+                "--pki",
+                str(payments.pki.directory),
+                "--server",
+                payments.server.address,
+            ]
+            assert await bank.main_async(us_bank.DEFAULTS, pay) == 0
             return await asyncio.wait_for(watching, 30), out.getvalue()
 
-    status, out = asyncio.run(scenario())
+    status, out = on_hub_loop(payments.server, scenario())
     assert status == 0
     events = [json.loads(line) for line in out.splitlines()]
     assert [event["uetr"] for event in events] == [uetr] * 3

@@ -303,7 +303,7 @@ def test_hub_accepts_client_signed_instructions_and_keeps_the_bytes(operator: Op
         instruction_id=signing.new_instruction_id("operator"),
         participant_id="operator",
         instruction_type=signing.instruction_type(participant_pb2.RotateSigningKeyInstruction),
-        target_participant_id="fx-provider",
+        target_participant_id="auditor",  # signs nothing in these tests
         signing_public_key=signing.public_key_bytes(Ed25519PrivateKey.generate()),
     )
     rotated = operator.participants().RotateSigningKey(
