@@ -42,7 +42,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, PendingRollbackError
 
 from ledger import migrations
 from ledger.batch import (
@@ -464,7 +464,9 @@ class Ledger:
             except BaseException:
                 # A rollback that fails too (the connection is gone) must not
                 # hide why the transaction failed; the pool discards the connection.
-                with suppress(DBAPIError):
+                # Once the driver's error invalidated it, SQLAlchemy refuses any use
+                # of the connection with PendingRollbackError (not a DBAPIError).
+                with suppress(DBAPIError, PendingRollbackError):
                     _end_transaction(connection, "ROLLBACK")
                 raise
             _end_transaction(connection, "COMMIT")
