@@ -57,6 +57,8 @@ RECOVERED_WITHIN_SECONDS = 15.0
 """The lease is retaken on the hub's 1 s timer; the pool reconnects on first use."""
 CALL_TIMEOUT_DURING_OUTAGE_SECONDS = 10.0
 OWNER = "bank-pk"
+WRITERS = 3
+KILLS = 6
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -329,19 +331,24 @@ def test_postgres_down_and_back(dev_pki: DevPki, figures: dict[str, dict[str, An
 
 
 def test_postgres_connections_killed(dev_pki: DevPki, figures: dict[str, dict[str, Any]]) -> None:
-    """``pg_terminate_backend`` on this hub's connections, three times, under writes and reads."""
+    """``pg_terminate_backend`` on this hub's connections, under writes and reads.
+
+    Six kills, 0.15 s apart, while three writers and a reader keep the hub
+    busy: kills land between statements, inside group commits and on the
+    writer lease's connection.
+    """
     with (
         postgres_behind_proxy() as (url, _proxy, application_name),
         running_hub(dev_pki, url, health_interval_seconds=HEALTH_INTERVAL_SECONDS) as client,
     ):
-        payer, transfers = signed_transfers(client, 30)
+        payer, transfers = signed_transfers(client, 60)
         size = client.journal_size()
         answers: list[tuple[grpc.StatusCode, str]] = []
         indexes: dict[str, int] = {}
         stop = threading.Event()
 
-        def writer() -> None:
-            for instruction_id, request in transfers:
+        def writer(share: list[tuple[str, Any]]) -> None:
+            for instruction_id, request in share:
                 while not stop.is_set():
                     status, code, response = answer(create(client, request))
                     answers.append((status, code))
@@ -349,7 +356,6 @@ def test_postgres_connections_killed(dev_pki: DevPki, figures: dict[str, dict[st
                         indexes[instruction_id] = response.result.receipt.journal_index
                         break
                     time.sleep(0.05)
-                time.sleep(0.02)
 
         def reader() -> None:
             while not stop.is_set():
@@ -361,20 +367,23 @@ def test_postgres_connections_killed(dev_pki: DevPki, figures: dict[str, dict[st
                 answers.append((status, code))
                 time.sleep(0.02)
 
-        threads = [threading.Thread(target=writer), threading.Thread(target=reader)]
+        threads = [
+            threading.Thread(target=writer, args=(transfers[number::WRITERS],))
+            for number in range(WRITERS)
+        ] + [threading.Thread(target=reader)]
         for thread in threads:
             thread.start()
         killed = []
         try:
-            for _ in range(3):
-                time.sleep(0.3)
+            for _ in range(KILLS):
+                time.sleep(0.15)
                 killed.append(terminate_backends(application_name))
             wait_for(lambda: len(indexes) == len(transfers), 30, "every transfer committed")
         finally:
             stop.set()
             for thread in threads:
                 thread.join(timeout=30)
-        assert all(count > 0 for count in killed), f"nothing to kill: {killed}"
+        assert sum(killed) > 0, f"nothing to kill: {killed}"
         refused = {(status, code) for status, code in answers if status is not grpc.StatusCode.OK}
         assert refused <= {(UNAVAILABLE, "unavailable")}, refused
         wait_for(lambda: health(client) == SERVING, RECOVERED_WITHIN_SECONDS, "SERVING")
