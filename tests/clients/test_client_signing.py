@@ -349,14 +349,15 @@ def test_hub_refuses_a_non_canonical_spelling_of_the_same_instruction(operator: 
 
 # --- The import rule ---------------------------------------------------------------------------
 
-CLIENT_MODULES = (
-    "clients.common",
-    "clients.signing",
-    "clients.bank",
-    "clients.us_bank",
-    "clients.pk_bank",
-    "clients.auditor",
+CLIENT_MODULES = tuple(
+    sorted(
+        f"clients.{path.stem}"
+        for path in (ROOT / "clients").glob("*.py")
+        if path.stem != "__init__"
+    )
 )
+"""Every module of clients/, found on disk: a new client is held to the rule too."""
+
 
 ALLOWED_LEDGER_MODULES = frozenset(
     {
@@ -449,6 +450,17 @@ def test_client_imports_only_the_api_the_verifier_and_the_allowed_libraries(modu
     assert module in loaded
     forbidden = [name for name in loaded if _forbidden(name)]
     assert forbidden == [], f"{module} loads {forbidden}"
+
+
+def test_the_reference_clients_are_all_found() -> None:
+    assert {
+        "clients.common",
+        "clients.signing",
+        "clients.bank",
+        "clients.us_bank",
+        "clients.pk_bank",
+        "clients.auditor",
+    } <= set(CLIENT_MODULES)
 
 
 def test_the_rule_itself_catches_a_server_module() -> None:
