@@ -58,10 +58,11 @@ EXIT_USAGE: Final = 2
 # --- Retry policy --------------------------------------------------------------------------
 
 RETRY_ATTEMPTS_MAX: Final = 5
-"""Attempts of one call, the first included. Five attempts with the backoff below
-span about 15 s of waiting at most: long enough to ride out a writer-lease
-failover (UNAVAILABLE until another instance takes the lease), short enough
-that a person at a terminal is told soon."""
+"""Attempts of one call, the first included. The four pauses between five
+attempts are drawn below ceilings of 0.5, 1, 2 and 4 s (7.5 s at most, 3.75 s
+expected), on top of the attempts themselves: enough to ride out a brief
+writer-lease failover (UNAVAILABLE until another instance takes the lease),
+short enough that a person at a terminal is told soon."""
 
 RETRY_BACKOFF_INITIAL_SECONDS: Final = 0.5
 """Upper bound of the first pause; pause n is drawn from [0, min(max, initial * 2**n)]."""
