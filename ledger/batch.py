@@ -18,7 +18,7 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from ledger.canonical import (
     decode,
@@ -50,7 +50,7 @@ from ledger.errors import (
     TransactionNotFound,
 )
 from ledger.leaf import encode_leaf_members, format_time, postings_json, postings_text
-from ledger.money import INT64_MAX, AmountOverflow, checked_sum, currency
+from ledger.money import INT64_MAX, AmountOverflow, currency
 from ledger.records import (
     AccountFlag,
     AccountStatus,
@@ -115,6 +115,8 @@ def entry_key(command: Command) -> str:
     Money-moving commands share one namespace (a post and a transaction cannot
     reuse each other's id); accounts and administrative changes have their own.
     """
+    if isinstance(command, NewTransaction):  # the common case first
+        return "transaction/" + command.id
     if isinstance(command, NewAccount):
         return "account/" + command.id
     if isinstance(command, (SetAccountStatus, SetDebitLimit)):
@@ -174,8 +176,7 @@ class TransactionRecord:
     state_changed: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class PriorEntry:
+class PriorEntry(NamedTuple):
     """An entry already in the journal under the same idempotency key."""
 
     journal_index: int
@@ -798,11 +799,19 @@ class Batch:
 
     @staticmethod
     def _check_sums(postings: tuple[Posting, ...]) -> None:
-        by_currency: dict[tuple[str, Side], list[int]] = defaultdict(list)
+        """Each side of each currency sums within the signed 64-bit range.
+
+        Amounts are positive here (validated before), so the running total of
+        each side only grows: checking it after every posting checks every
+        partial sum, as :func:`ledger.money.checked_sum` does.
+        """
+        totals: dict[tuple[str, Side], int] = {}
         for posting in postings:
-            by_currency[(posting.currency, posting.side)].append(posting.amount_minor)
-        for amounts in by_currency.values():
-            checked_sum(amounts)
+            key = (posting.currency, posting.side)
+            total = totals.get(key, 0) + posting.amount_minor
+            if total > INT64_MAX:
+                raise AmountOverflow(f"sum of amounts exceeds {INT64_MAX} minor units")
+            totals[key] = total
 
     def _prior(
         self,
@@ -863,10 +872,10 @@ class Batch:
 
     @staticmethod
     def _check_balanced(postings: tuple[Posting, ...]) -> None:
-        net: dict[str, int] = defaultdict(int)
+        net: dict[str, int] = {}
         for posting in postings:
-            sign = 1 if posting.side is Side.DEBIT else -1
-            net[posting.currency] += sign * posting.amount_minor
+            amount = posting.amount_minor if posting.side is Side.DEBIT else -posting.amount_minor
+            net[posting.currency] = net.get(posting.currency, 0) + amount
         for code, difference in sorted(net.items()):
             if difference:
                 debits = sum(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Mapping
+from json.encoder import encode_basestring
 from typing import Any
 
 from ledger.errors import InvalidInput, MetadataMustBeValid
@@ -84,6 +85,10 @@ def encode_trusted(value: Any) -> bytes:
 
 def encode_trusted_text(value: Any) -> str:
     """:func:`encode_trusted` as text: one member value for :func:`join_members`."""
+    if type(value) is str:
+        # What the encoder does for a string, without its Python-level frames.
+        text = encode_basestring(value)
+        return text if text.isascii() else _encode_string(value)
     if value is None:
         return "null"
     if value is True:

@@ -71,6 +71,10 @@ _ID_CHARACTERS = re.compile(r"[!-~]+")
 """Printable ASCII, no space: ids appear in URLs, logs and file names unquoted."""
 
 
+_FORBIDDEN_CHARACTERS = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+"""C0 controls, DEL and lone surrogates: never part of a code or a reference."""
+
+
 def validate_id(value: str, field: str = "id") -> None:
     if not isinstance(value, str) or not 1 <= len(value) <= ID_MAX_LENGTH:
         raise IdMustBeValid(f"{field} must be 1 to {ID_MAX_LENGTH} characters, got {value!r:.80}")
@@ -83,9 +87,9 @@ def validate_text(value: str, field: str, max_length: int) -> None:
         raise TextMustBeValid(f"{field} must be a string")
     if len(value) > max_length:
         raise TextMustBeValid(f"{field} is {len(value)} characters; the limit is {max_length}")
-    for character in value:
-        if character < " " or character == "\x7f" or "\ud800" <= character <= "\udfff":
-            raise TextMustBeValid(f"{field} holds a control or invalid character {character!r}")
+    forbidden = _FORBIDDEN_CHARACTERS.search(value)
+    if forbidden is not None:
+        raise TextMustBeValid(f"{field} holds a control or invalid character {forbidden.group()!r}")
 
 
 def validate_postings(postings: Sequence[Posting]) -> None:
