@@ -325,12 +325,14 @@ class BackgroundServer:
         self.stop()
 
     def _run(self) -> None:
+        loop = asyncio.new_event_loop()
         try:
-            asyncio.run(self._main())
+            loop.run_until_complete(self._main())
         except BaseException as error:
             self._error = error
         finally:
             self._started.set()
+            _close_loop(loop)
 
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -351,6 +353,34 @@ class BackgroundServer:
             if server is not None:
                 await stop_server(server, None)
             await self.hub.close()
+
+
+LOOP_CLOSE_TIMEOUT_SECONDS = 5.0
+"""How long leftover tasks get to finish once the server has stopped."""
+
+
+def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Like the end of ``asyncio.run``, but bounded in time.
+
+    ``asyncio.run`` waits forever for cancelled tasks; now and then a grpc.aio
+    task (``_request_registered_call``) outlives ``server.stop()`` and ignores
+    cancellation, which hung the background server's thread. Leftover tasks
+    get a bounded time to finish, then the loop is closed regardless.
+    """
+    try:
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.wait(pending, timeout=LOOP_CLOSE_TIMEOUT_SECONDS))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.run_until_complete(
+            asyncio.wait_for(loop.shutdown_default_executor(), LOOP_CLOSE_TIMEOUT_SECONDS)
+        )
+    except (TimeoutError, RuntimeError) as error:
+        log.warning("server loop closed with work left", error=type(error).__name__)
+    finally:
+        loop.close()
 
 
 async def _keep_health(
