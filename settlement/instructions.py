@@ -12,10 +12,13 @@ and stores both in the leaf. Nothing is ever re-serialized for signing.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar, cast
 
 from google.protobuf import json_format
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from ledger import canonical
@@ -67,13 +70,177 @@ def canonical_bytes(message: Message) -> bytes:
     """The one valid encoding of an instruction message (what a client signs)."""
     document = json_format.MessageToDict(message, preserving_proto_field_name=True)
     # The trusted encoder is exact here: the settlement.v1 messages have no
-    # float or double fields and no maps or well-known types
-    # (tests/unit/test_proto_stubs_fresh.py enforces it), so the proto3 JSON
-    # mapping yields only strings (int64 and bytes included), bools, int32 and
-    # uint32 numbers (safe integers), lists and objects. For such a document,
-    # when the sorted-keys output is ASCII it is already the RFC 8785 form;
-    # anything else takes the strict encoder.
+    # float or double fields, no maps and no well-known type but Timestamp
+    # (tests/unit/test_instruction_parsing.py holds every settlement.v1 file
+    # to it), so the proto3 JSON mapping yields only strings (int64, bytes
+    # and timestamps included), bools, int32 and uint32 numbers (safe
+    # integers), lists and objects. For such a document, when the sorted-keys
+    # output is ASCII it is already the RFC 8785 form; anything else takes the
+    # strict encoder.
     return canonical.encode_trusted(document)
+
+
+# -- the canonical fast path ---------------------------------------------------------
+
+FAST_PARSE_DEPTH_MAX = 8
+"""Nesting the fast path follows (instructions nest two levels); deeper goes the long way."""
+
+_INT64_TYPES: Final = frozenset(
+    {
+        FieldDescriptor.TYPE_INT64,
+        FieldDescriptor.TYPE_UINT64,
+        FieldDescriptor.TYPE_SINT64,
+        FieldDescriptor.TYPE_FIXED64,
+        FieldDescriptor.TYPE_SFIXED64,
+    }
+)
+_INT32_TYPES: Final = frozenset(
+    {
+        FieldDescriptor.TYPE_INT32,
+        FieldDescriptor.TYPE_UINT32,
+        FieldDescriptor.TYPE_SINT32,
+        FieldDescriptor.TYPE_FIXED32,
+        FieldDescriptor.TYPE_SFIXED32,
+    }
+)
+
+_FIELDS_BY_KEY: dict[str, dict[str, FieldDescriptor]] = {}
+"""Per message type, the field json_format.ParseDict takes for each JSON key."""
+
+
+class _NotExact(Exception):
+    """The document is not one the fast path proves canonical: take the long way."""
+
+
+def _fields_by_key(descriptor: Descriptor) -> dict[str, FieldDescriptor]:
+    fields = _FIELDS_BY_KEY.get(descriptor.full_name)
+    if fields is None:
+        # ParseDict looks a key up by JSON name first, then by proto name.
+        fields = {field.name: field for field in descriptor.fields}
+        fields.update((field.json_name, field) for field in descriptor.fields)
+        _FIELDS_BY_KEY[descriptor.full_name] = fields
+    return fields
+
+
+def _exact_scalar(field: FieldDescriptor, value: Any) -> Any:
+    """The field value of a JSON value spelled exactly as MessageToDict spells it."""
+    kind = field.type
+    value_type = type(value)
+    if value_type is str:
+        if kind == FieldDescriptor.TYPE_STRING:
+            return value
+        if kind in _INT64_TYPES:
+            return _exact_int64(value)
+        if kind == FieldDescriptor.TYPE_ENUM:
+            return _exact_enum(field, value)
+        if kind == FieldDescriptor.TYPE_BYTES:
+            return _exact_bytes(value)
+    elif (value_type is int and kind in _INT32_TYPES) or (
+        value_type is bool and kind == FieldDescriptor.TYPE_BOOL
+    ):
+        return value
+    raise _NotExact
+
+
+def _exact_int64(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        raise _NotExact from None
+    if str(number) != text:
+        raise _NotExact
+    return number
+
+
+def _exact_enum(field: FieldDescriptor, name: str) -> int:
+    enum_type = field.enum_type
+    enum_value = None if enum_type is None else enum_type.values_by_name.get(name)
+    if enum_type is None or enum_value is None:
+        raise _NotExact
+    if enum_type.values_by_number[enum_value.number].name != name:
+        raise _NotExact  # an alias: MessageToDict prints the first name
+    return int(enum_value.number)
+
+
+def _exact_bytes(text: str) -> bytes:
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except binascii.Error:
+        raise _NotExact from None
+    if base64.b64encode(raw).decode("ascii") != text:
+        raise _NotExact
+    return raw
+
+
+def _fill_exact(message: Message, document: dict[str, Any], depth: int) -> None:
+    if depth > FAST_PARSE_DEPTH_MAX:
+        raise _NotExact
+    fields = _fields_by_key(cast(Descriptor, message.DESCRIPTOR))
+    for key, value in document.items():
+        field = fields.get(key)
+        # Only original names (a JSON name is another spelling), no oneof of
+        # several members (ParseDict refuses two of them), no maps.
+        if (
+            field is None
+            or field.name != key
+            or (field.containing_oneof is not None and len(field.containing_oneof.fields) > 1)
+        ):
+            raise _NotExact
+        if field.is_repeated:
+            # An empty list is the default, which the canonical form omits.
+            if type(value) is not list or not value:
+                raise _NotExact
+            container = getattr(message, key)
+            if field.cpp_type == FieldDescriptor.CPPTYPE_MESSAGE:
+                if field.message_type is None or field.message_type.GetOptions().map_entry:
+                    raise _NotExact
+                for item in value:
+                    if type(item) is not dict:
+                        raise _NotExact
+                    _fill_exact(container.add(), item, depth + 1)
+            else:
+                container.extend([_exact_scalar(field, item) for item in value])
+        elif field.cpp_type == FieldDescriptor.CPPTYPE_MESSAGE:
+            if (
+                type(value) is not dict
+                or field.message_type is None
+                or field.message_type.full_name.startswith("google.protobuf.")
+            ):
+                raise _NotExact
+            child = getattr(message, key)
+            child.SetInParent()
+            _fill_exact(child, value, depth + 1)
+        else:
+            converted = _exact_scalar(field, value)
+            # A field without presence holding its default is omitted by the
+            # canonical form (0, "", false, b"" and enum 0 are all falsy).
+            if not converted and not field.has_presence:
+                raise _NotExact
+            setattr(message, key, converted)
+
+
+def exact_message(document: dict[str, Any], message_type: type[MessageType]) -> MessageType | None:
+    """The message of a document already in its canonical proto3 JSON form, else None.
+
+    Returns a message only when every member is spelled exactly as
+    ``json_format.MessageToDict(message, preserving_proto_field_name=True)``
+    spells it: original field names, no default values outside ``optional``
+    fields, int64 as decimal strings, int32 and bools as JSON numbers and
+    literals, enums by their names, bytes as padded standard base64, nested
+    objects the same way. Such a document is ``MessageToDict`` of the message
+    returned, which is what ``json_format.ParseDict`` makes of it; so when its
+    bytes are RFC 8785, they are ``canonical_bytes`` of the message, without
+    ParseDict and a second encoding (two thirds of parsing an instruction).
+    None leaves the document to ParseDict and the comparison of bytes, which
+    decide as before: the fast path never refuses anything.
+    """
+    message = message_type()
+    try:
+        _fill_exact(message, document, 1)
+    except (_NotExact, ValueError, TypeError):
+        # ValueError and TypeError: out of range for the field; ParseDict says so.
+        return None
+    return message
 
 
 def sign(message: Message, private_key: Any) -> common_pb2.SignedInstruction:
@@ -110,18 +277,23 @@ def parse(
         raise JsonMustBeCanonical(f"instruction: {error.message}") from None
     if not isinstance(document, dict):
         raise InstructionMustParse("instruction must be a JSON object")
-    message = message_type()
-    try:
-        json_format.ParseDict(document, message, ignore_unknown_fields=False)
-    except (json_format.ParseError, TypeError, ValueError) as error:
-        raise InstructionMustParse(
-            f"instruction is not a valid {message_type.DESCRIPTOR.full_name}: {error}"
-        ) from None
-    if canonical_bytes(message) != payload:
-        raise JsonMustBeCanonical(
-            "instruction bytes are not the canonical encoding of their content: use original "
-            "field names, omit default values, int64 as strings, enums by name, RFC 8785 order"
-        )
+    # The payload is the RFC 8785 form of ``document`` (decode checked it), so
+    # a document in the canonical proto3 JSON form is a canonical instruction.
+    message = exact_message(document, message_type)
+    if message is None:
+        message = message_type()
+        try:
+            json_format.ParseDict(document, message, ignore_unknown_fields=False)
+        except (json_format.ParseError, TypeError, ValueError) as error:
+            raise InstructionMustParse(
+                f"instruction is not a valid {message_type.DESCRIPTOR.full_name}: {error}"
+            ) from None
+        if canonical_bytes(message) != payload:
+            raise JsonMustBeCanonical(
+                "instruction bytes are not the canonical encoding of their content: use "
+                "original field names, omit default values, int64 as strings, enums by name, "
+                "RFC 8785 order"
+            )
     expected_type = message_type.DESCRIPTOR.full_name
     instruction_type = getattr(message, "instruction_type", "")
     if instruction_type != expected_type:
