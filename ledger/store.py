@@ -122,6 +122,9 @@ PAGE_SIZE_MAX: Final = 1000
 WRITER_LOCK_KEY: Final = 0x5E77_1E00_0002
 """PostgreSQL advisory-lock key that serializes ledger writers."""
 
+_EXPLICIT_TRANSACTION = "ledger_explicit_transaction"
+"""Execution option of SQLite write connections whose transaction the ledger sends itself."""
+
 _IN_CHUNK = 500
 """Bound on ids per ``IN (...)`` query (SQLite's variable limit and plan size)."""
 
@@ -264,6 +267,8 @@ def _sqlite_engine(url: URL, *, immediate: bool) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
+        if connection.get_execution_options().get(_EXPLICIT_TRANSACTION):
+            return  # Ledger._write_transaction sends its own BEGIN IMMEDIATE
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
@@ -305,7 +310,10 @@ class Ledger:
         self._frontier_cache = CompactRange()
         if self.dialect == "sqlite":
             self._writer = _sqlite_engine(self.url, immediate=True)
-            self._transactions_writer: Engine = self._writer
+            # The write path sends BEGIN IMMEDIATE and COMMIT itself (see _write_transaction).
+            self._transactions_writer: Engine = self._writer.execution_options(
+                **{_EXPLICIT_TRANSACTION: True}
+            )
             self._reader = _sqlite_engine(self.url, immediate=False)
         elif self.dialect == "postgresql":
             self._writer = _postgres_engine(self.url, pool_size)
@@ -448,17 +456,19 @@ class Ledger:
     def _write_transaction(self) -> Iterator[Connection]:
         """A connection in one write transaction, committed at the end unless it failed.
 
-        SQLite: ``BEGIN IMMEDIATE`` takes the writer lock. PostgreSQL: the
-        connection is in autocommit mode and the write path sends ``BEGIN``
-        (with the writer lock and its first reads) and ``COMMIT`` (with its
-        writes) itself; psycopg would give each its own round trip. Whatever
-        is still open here is committed, or rolled back on any error.
+        The transaction is the ledger's own, sent on the driver, not
+        SQLAlchemy's: on SQLite, ``BEGIN IMMEDIATE`` (it takes the writer lock)
+        costs one call instead of SQLAlchemy's events and statement handling.
+        On PostgreSQL the connection is in autocommit mode and the write path
+        sends ``BEGIN`` (with the writer lock and its first reads) and
+        ``COMMIT`` (with its writes) itself; psycopg would give each its own
+        round trip. Whatever is still open here is committed, or rolled back
+        on any error.
         """
-        if self.dialect != "postgresql":
-            with self._writer.begin() as connection:
-                yield connection
-            return
         with self._transactions_writer.connect() as connection:
+            if self.dialect == "sqlite":
+                with _driver_errors(connection, "BEGIN IMMEDIATE"):
+                    _dbapi_connection(connection).execute("BEGIN IMMEDIATE")
             try:
                 yield connection
             except BaseException:
@@ -1132,9 +1142,14 @@ def _run_queries(
 
 
 def _end_transaction(connection: Connection, statement: str) -> None:
-    """COMMIT or ROLLBACK the write transaction on PostgreSQL, if it is still open."""
+    """COMMIT or ROLLBACK the write transaction, if it is still open."""
     raw = _dbapi_connection(connection)
-    if raw is None or raw.closed or raw.info.transaction_status == TransactionStatus.IDLE:
+    if raw is None:
+        return
+    if connection.dialect.name == "postgresql":
+        if raw.closed or raw.info.transaction_status == TransactionStatus.IDLE:
+            return
+    elif not raw.in_transaction:
         return
     with _driver_errors(connection, statement):
         raw.execute(statement)
