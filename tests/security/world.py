@@ -555,7 +555,9 @@ class World:
             "WatchJournal": ledger_pb2.WatchJournalRequest(from_index=0, stop_at_end=True),
             "GetLatestCheckpoint": audit_pb2.GetLatestCheckpointRequest(),
             "GetCheckpoint": audit_pb2.GetCheckpointRequest(tree_size=self.checkpoint_size()),
-            "GetInclusionProof": audit_pb2.GetInclusionProofRequest(leaf_index=index),
+            "GetInclusionProof": audit_pb2.GetInclusionProofRequest(
+                leaf_index=index, tree_size=self.checkpoint_size(min_tree_size=index + 1)
+            ),
             "GetConsistencyProof": audit_pb2.GetConsistencyProofRequest(old_size=1),
             "GetLeaf": audit_pb2.GetLeafRequest(leaf_index=index),
             "ExportBundle": audit_pb2.ExportBundleRequest(),
@@ -573,12 +575,14 @@ class World:
         }
         return requests[rpc.name]
 
-    def checkpoint_size(self) -> int:
-        """The tree size of the latest signed checkpoint."""
+    def checkpoint_size(self, min_tree_size: int = 0) -> int:
+        """The tree size of the latest signed checkpoint (signed now if it is smaller
+        than ``min_tree_size``)."""
         from settlement.v1 import audit_pb2_grpc
 
         latest = audit_pb2_grpc.AuditServiceStub(self.channel(OPERATOR)).GetLatestCheckpoint(
-            audit_pb2.GetLatestCheckpointRequest(), timeout=CALL_TIMEOUT_SECONDS
+            audit_pb2.GetLatestCheckpointRequest(min_tree_size=min_tree_size),
+            timeout=CALL_TIMEOUT_SECONDS,
         )
         return int(latest.checkpoint.tree_size)
 
