@@ -884,6 +884,20 @@ BILLION_LAUGHS = b"""<?xml version="1.0"?>
 <GrpHdr><MsgId>&lol9;</MsgId></GrpHdr></FIToFICstmrCdtTrf></Document>"""
 
 
+DECLARES_ENTITIES = frozenset(
+    {
+        "xxe file",
+        "xxe http",
+        "external dtd",
+        "parameter entity",
+        "internal entity",
+        "billion laughs",
+        "quadratic blowup",
+    }
+)
+"""Documents with a DTD: refused unread (payment.proto, ImportPacs008), whatever it holds."""
+
+
 def malformed_documents(template: bytes, secret_path: str) -> dict[str, bytes]:
     """Hostile pacs.008 documents, by name."""
     body = template.split(b"?>", 1)[1] if template.startswith(b"<?xml") else template
@@ -913,6 +927,10 @@ def malformed_documents(template: bytes, secret_path: str) -> dict[str, bytes]:
             + secret_path.encode()
             + b'"> %p;]>'
             + body
+        ),
+        "internal entity": (
+            b'<?xml version="1.0"?><!DOCTYPE Document [<!ENTITY e "EXPANDED-ENTITY">]>'
+            + body.replace(b"<Ustrd>", b"<Ustrd>&e;", 1)
         ),
         "billion laughs": BILLION_LAUGHS,
         "quadratic blowup": (
@@ -961,6 +979,9 @@ def test_malformed_pacs008_is_refused_unexpanded(world: World, tmp_path: Any) ->
             grpc.StatusCode.INVALID_ARGUMENT,
             grpc.StatusCode.RESOURCE_EXHAUSTED,
         ), (name, got)
+        if name in DECLARES_ENTITIES:
+            assert got.code == "xml_must_not_declare_entities", (name, got)
+        assert "EXPANDED-ENTITY" not in got.details, f"{name}: the entity was expanded"
         assert secret not in got.details, f"{name}: the entity was expanded into the answer"
         assert "lollol" not in got.details, f"{name}: the entity was expanded into the answer"
         assert elapsed < 5, f"{name}: took {elapsed:.1f} s"
