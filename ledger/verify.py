@@ -1223,6 +1223,11 @@ def _check_balanced(position: int, entry: _Entry, findings: list[_Raw]) -> None:
 _Result = TypeVar("_Result")
 
 
+def _answer() -> bool:
+    """Worker task: nothing; its result says the worker is up."""
+    return True
+
+
 class _Workers:
     """The ``spawn`` process pool of one verification, shared by leaves and signatures.
 
@@ -1235,11 +1240,37 @@ class _Workers:
     def __init__(self, count: int) -> None:
         self.count = count
         self.failed = False
+        self.answered = False
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._probes: list[concurrent.futures.Future[bool]] = []
 
     @property
     def started(self) -> bool:
         return self._pool is not None
+
+    def ready(self) -> bool:
+        """Start the pool if need be; whether a worker has answered yet.
+
+        A worker starts a fresh interpreter that imports this module and the
+        caller's main module: a fraction of a second on an idle machine,
+        seconds on a busy one. Until one answers, work done inline is not
+        waiting.
+        """
+        if self.answered:
+            return not self.failed
+        if self._pool is None:
+            # One task per worker, so that all of them start now.
+            probes = [self.submit(_answer) for _ in range(self.count)]
+            self._probes = [probe for probe in probes if probe is not None]
+        for probe in self._probes:
+            if probe.done():
+                try:
+                    probe.result()
+                except _WORKER_FAILURES:
+                    self.abandon()
+                    return False
+                self.answered = True
+        return self.answered and not self.failed
 
     def submit(
         self, function: Callable[..., _Result], *arguments: Any
@@ -1293,8 +1324,9 @@ class _SignatureChecker:
     Each distinct (key, payload, signature) is verified once: results are
     cached (bounded LRU) and leaves waiting for an in-flight result are
     resolved when it arrives. Failures are reported through ``on_failure``
-    with the leaf index. Chunks go to the workers once a first one is full,
-    and the rest of a bundle too small for that is verified inline.
+    with the leaf index. The first full chunk starts the pool; chunks are
+    verified inline until a worker answers, and the rest of a bundle too
+    small to fill one is verified inline.
     """
 
     def __init__(
@@ -1331,7 +1363,9 @@ class _SignatureChecker:
 
     def _submit(self) -> None:
         chunk, self._chunk = self._chunk, []
-        future = self.workers.submit(_verify_chunk, [item for _, item in chunk])
+        future = None
+        if self.workers.ready():
+            future = self.workers.submit(_verify_chunk, [item for _, item in chunk])
         if future is None:
             self._verify_inline(chunk)
             return
@@ -1415,8 +1449,8 @@ class _LeafPass:
     (:func:`_check_chunk`) run in the worker processes, a bounded number of
     chunks ahead; here, in index order, each chunk's results are merged: leaf
     hashes into the Merkle tree, findings, and the checks that need what came
-    before (duplicates, signatures, the replay of balances). The first chunk is
-    checked here, while the pool starts.
+    before (duplicates, signatures, the replay of balances). The first chunk,
+    and those that come while the pool starts, are checked here.
     """
 
     def __init__(
@@ -1482,13 +1516,12 @@ class _LeafPass:
     def add_chunk(self, first_position: int, leaves: list[bytes]) -> None:
         """Check leaves ``first_position`` on; the results are merged in order, later."""
         future = None
-        if self.chunks_checked or self.chunks:
+        # The first chunk never waits for the pool, nor do those while it starts.
+        if (self.chunks_checked or self.chunks) and self.workers.ready():
             future = self.workers.submit(_check_chunk, first_position, leaves, self.worker_keys)
         self.chunks.append(_Chunk(first_position, leaves, future))
         # Bounded memory: at most this many chunks are read ahead of the merge.
-        ahead = 0
-        if self.workers.count > 1 and not self.workers.failed:
-            ahead = self.workers.count * LEAF_CHUNKS_IN_FLIGHT_PER_WORKER
+        ahead = 0 if future is None else self.workers.count * LEAF_CHUNKS_IN_FLIGHT_PER_WORKER
         while len(self.chunks) > ahead:
             self.merge_next()
 

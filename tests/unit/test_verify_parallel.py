@@ -72,13 +72,18 @@ class PoolWatch:
     """What the verifier did with its pool: chunks sent, chunks read ahead, abandons."""
 
     leaf_chunks_submitted: int = 0
+    signature_chunks_submitted: int = 0
     chunks_ahead_max: int = 0
     abandoned: int = 0
 
 
 @pytest.fixture
 def pool_watch(monkeypatch: pytest.MonkeyPatch) -> PoolWatch:
+    """Counts what the pool did; and the pool, once started, waits for a worker to
+    answer, so that every chunk after the first goes to a worker however busy the
+    machine (the verifier checks chunks itself while its workers start)."""
     watch = PoolWatch()
+    ready = verify._Workers.ready
     submit = verify._Workers.submit
     abandon = verify._Workers.abandon
     add_chunk = verify._LeafPass.add_chunk
@@ -89,6 +94,8 @@ def pool_watch(monkeypatch: pytest.MonkeyPatch) -> PoolWatch:
         future = submit(self, function, *arguments)
         if function is verify._check_chunk and future is not None:
             watch.leaf_chunks_submitted += 1
+        if function is verify._verify_chunk and future is not None:
+            watch.signature_chunks_submitted += 1
         return future
 
     def counting_abandon(self: verify._Workers) -> None:
@@ -101,6 +108,12 @@ def pool_watch(monkeypatch: pytest.MonkeyPatch) -> PoolWatch:
         add_chunk(self, first_position, leaves)
         watch.chunks_ahead_max = max(watch.chunks_ahead_max, len(self.chunks))
 
+    def ready_once_started(self: verify._Workers) -> bool:
+        if not ready(self) and self.started:
+            concurrent.futures.wait(self._probes, return_when=concurrent.futures.FIRST_COMPLETED)
+        return ready(self)
+
+    monkeypatch.setattr(verify._Workers, "ready", ready_once_started)
     monkeypatch.setattr(verify._Workers, "submit", counting_submit)
     monkeypatch.setattr(verify._Workers, "abandon", counting_abandon)
     monkeypatch.setattr(verify._LeafPass, "add_chunk", measuring_add_chunk)
@@ -135,6 +148,9 @@ def test_workers_report_what_one_process_reports(
     parallel = report_document(verify_bundle(directory, workers=WORKERS))
     assert parallel == inline
     assert_workers_did_the_chunks(pool_watch, chunks_in(directory, VECTOR_CHUNK_SIZE))
+    # The distinct signatures (over 700) were verified by the workers too.
+    signature_chunks = -(-parallel["signatures_verified"] // verify.SIGNATURE_CHUNK_SIZE)
+    assert pool_watch.signature_chunks_submitted == signature_chunks >= 2
 
 
 @pytest.mark.parametrize("name", sorted(VECTORS))
