@@ -1076,9 +1076,9 @@ def _decode_leaf(leaf: bytes) -> Any:
     is exactly what the encoder writes for its value is canonical (RFC 8785
     and ``json.dumps`` agree on ASCII; see ``ledger.canonical.decode``), and
     the value is the one the strict decoder returns. Anything else takes the
-    strict decoder, which accepts it or says why not. Both reuse one decoder
-    and one encoder: ``json.loads`` and ``json.dumps`` with options build new
-    ones per call (and a parsed value has no cycle to look for).
+    strict decoder, which accepts it or says why not. The fast reading reuses
+    one decoder and one encoder (``json.loads`` and ``json.dumps`` with options
+    build new ones per call), and a parsed value has no cycle to look for.
     """
     try:
         text = leaf.decode("ascii")
@@ -1541,6 +1541,11 @@ class _LeafPass:
                 self.workers.abandon()
         if result is None:
             result = _check_chunk(first_position, leaves, self.worker_keys)
+        if len(result.hashes) != len(leaves):
+            raise LedgerError(
+                f"internal: {len(result.hashes)} leaf hashes for the {len(leaves)} leaves "
+                f"from {first_position}"
+            )
         self._merge(first_position, result)
         self.chunks_checked += 1
 
