@@ -26,7 +26,7 @@ import functools
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from typing import Any, Final, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 from psycopg.pq import TransactionStatus
 from sqlalchemy import (
@@ -44,7 +44,6 @@ from sqlalchemy import (
     func,
     literal_column,
     select,
-    text,
 )
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, PendingRollbackError
@@ -648,47 +647,45 @@ class Ledger:
             for signer, first_index, last_index in batch.retired_keys
         ]
         nodes = append_leaves(frontier, output.leaf_hashes)
-        largest = max(
-            len(rows)
-            for rows in (
-                output.journal,
-                output.new_transactions,
-                output.postings,
-                new_accounts,
-                changed_accounts,
-                resolved,
-                nodes,
-            )
-        )
-        marker = _marker(connection)
+        inserts = [
+            _Insert(journal, JOURNAL_COLUMNS, output.journal),
+            _Insert(accounts, _ACCOUNT_COLUMNS, new_accounts),
+            _Insert(transactions, TRANSACTION_COLUMNS, output.new_transactions),
+            _Insert(postings, POSTING_COLUMNS, output.postings),
+            _Insert(signing_keys, _SIGNING_KEY_COLUMNS, new_keys),
+            _Insert(merkle_nodes, MERKLE_NODE_COLUMNS, nodes),
+        ]
+        updates = [
+            _Update(accounts, _UPDATED_ACCOUNT_COLUMNS, ("id",), changed_accounts),
+            _Update(transactions, ("state",), ("id",), resolved),
+            _Update(signing_keys, ("last_index",), ("signer", "first_index"), retired_keys),
+        ]
         due = self.log is not None and checkpoint_due(
             self.log, latest_checkpoint, frontier.size, batch.committed_at_us, force=False
         )
-        # A small batch (a single transaction) is written in one round trip on
-        # PostgreSQL, its COMMIT included unless a checkpoint is still to be
-        # signed; a large one uses COPY, which a pipeline cannot carry.
-        pipelined = largest < _COPY_THRESHOLD
-        with _pipeline(connection, enabled=pipelined):
-            _insert_many(connection, journal, JOURNAL_COLUMNS, output.journal)
-            _insert_many(connection, accounts, _ACCOUNT_COLUMNS, new_accounts)
-            _update_accounts(connection, changed_accounts)
-            _insert_many(connection, transactions, TRANSACTION_COLUMNS, output.new_transactions)
-            _execute_many(
-                connection,
-                f"UPDATE transactions SET state = {marker} WHERE id = {marker}",
-                resolved,
-            )
-            _insert_many(connection, postings, POSTING_COLUMNS, output.postings)
-            _insert_many(connection, signing_keys, _SIGNING_KEY_COLUMNS, new_keys)
-            _execute_many(
-                connection,
-                f"UPDATE signing_keys SET last_index = {marker}"
-                f" WHERE signer = {marker} AND first_index = {marker}",
-                retired_keys,
-            )
-            _insert_many(connection, merkle_nodes, MERKLE_NODE_COLUMNS, nodes)
-            if commit and pipelined and not due and self.dialect == "postgresql":
-                _execute_many(connection, "COMMIT", [()])
+        small = all(len(insert.rows) < _COPY_THRESHOLD for insert in inserts) and all(
+            len(change.rows) < _COPY_THRESHOLD for change in updates
+        )
+        if self.dialect != "postgresql" or small:
+            # On PostgreSQL a small batch (a single transaction) goes out in
+            # one round trip, its COMMIT included unless a checkpoint is still
+            # to be signed. (One statement for all the rows, arrays unnested by
+            # CTEs, measured slower on both ends than these few.)
+            with _pipeline(connection):
+                for insert in inserts:
+                    _insert_many(connection, insert.table, insert.columns, insert.rows)
+                for change in updates:
+                    _execute_many(connection, _update_sql(connection, change), change.rows)
+                if commit and not due and self.dialect == "postgresql":
+                    _execute_many(connection, "COMMIT", [()])
+        else:
+            # A large batch on PostgreSQL: COPY each table's rows (a pipeline
+            # cannot carry COPY), then one statement for the updates.
+            for insert in inserts:
+                if insert.rows:
+                    _copy_rows(connection, insert.table, insert.columns, insert.rows)
+            if any(change.rows for change in updates):
+                _execute_many(connection, *_updates_statement(connection, updates))
         if self.log is not None and due:
             issue_checkpoint(
                 connection, self.log, frontier, latest_checkpoint, batch.committed_at_us
@@ -1081,9 +1078,6 @@ def _insert_many(
     """
     if not rows:
         return
-    if connection.dialect.name == "postgresql" and len(rows) >= _COPY_THRESHOLD:
-        _copy_rows(connection, table, columns, rows)
-        return
     key = (table.name, connection.dialect.name, columns)
     sql = _INSERT_SQL.get(key)
     if sql is None:
@@ -1218,26 +1212,6 @@ _COPY_TYPES: Final[dict[type[Any], str]] = {
 """The binary form COPY sends for each column type of the schema."""
 
 
-_UPDATE_ACCOUNTS_FROM_ARRAYS = text(
-    """
-    UPDATE accounts AS a SET
-        status = v.status,
-        debit_limit_minor = v.debit_limit_minor,
-        debits_posted = v.debits_posted,
-        credits_posted = v.credits_posted,
-        debits_pending = v.debits_pending,
-        credits_pending = v.credits_pending
-    FROM unnest(
-        CAST(:ids AS varchar[]), CAST(:statuses AS varchar[]), CAST(:limits AS bigint[]),
-        CAST(:debits_posted AS bigint[]), CAST(:credits_posted AS bigint[]),
-        CAST(:debits_pending AS bigint[]), CAST(:credits_pending AS bigint[])
-    ) AS v(id, status, debit_limit_minor, debits_posted, credits_posted, debits_pending,
-           credits_pending)
-    WHERE a.id = v.id
-    """
-)
-
-
 _UPDATED_ACCOUNT_COLUMNS: Final = (
     "status",
     "debit_limit_minor",
@@ -1249,30 +1223,62 @@ _UPDATED_ACCOUNT_COLUMNS: Final = (
 """What a batch may change in an account row; update rows end with the account id."""
 
 
-def _update_accounts(connection: Connection, rows: list[tuple[Any, ...]]) -> None:
-    """Write changed account totals: one statement on PostgreSQL, executemany on SQLite."""
-    if not rows:
-        return
-    if connection.dialect.name == "postgresql" and len(rows) >= _COPY_THRESHOLD:
-        statuses, limits, debits_posted, credits_posted, debits_pending, credits_pending, ids = (
-            list(column) for column in zip(*rows, strict=True)
-        )
-        connection.execute(
-            _UPDATE_ACCOUNTS_FROM_ARRAYS,
-            {
-                "ids": ids,
-                "statuses": statuses,
-                "limits": limits,
-                "debits_posted": debits_posted,
-                "credits_posted": credits_posted,
-                "debits_pending": debits_pending,
-                "credits_pending": credits_pending,
-            },
-        )
-        return
+class _Insert(NamedTuple):
+    """Rows for one table, tuples in the order of ``columns``."""
+
+    table: Table
+    columns: tuple[str, ...]
+    rows: Sequence[Any]
+
+
+class _Update(NamedTuple):
+    """Changes to rows of one table: each row holds the new ``columns``, then its ``keys``."""
+
+    table: Table
+    columns: tuple[str, ...]
+    keys: tuple[str, ...]
+    rows: Sequence[Any]
+
+
+def _update_sql(connection: Connection, change: _Update) -> str:
+    """The row-at-a-time UPDATE of a change, for ``executemany``."""
     marker = _marker(connection)
-    assignments = ", ".join(f"{name} = {marker}" for name in _UPDATED_ACCOUNT_COLUMNS)
-    _execute_many(connection, f"UPDATE accounts SET {assignments} WHERE id = {marker}", rows)
+    assignments = ", ".join(f"{name} = {marker}" for name in change.columns)
+    match = " AND ".join(f"{name} = {marker}" for name in change.keys)
+    return f"UPDATE {change.table.name} SET {assignments} WHERE {match}"
+
+
+def _updates_statement(
+    connection: Connection, updates: Sequence[_Update]
+) -> tuple[str, list[tuple[Any, ...]]]:
+    """One PostgreSQL statement for many updates of rows, and its parameters.
+
+    Each table's changes travel as one array per column, unnested in a
+    data-modifying CTE: one statement instead of one per row. The parts see
+    one snapshot, which is enough: each updates rows of its own table that
+    existed before the batch.
+    """
+    quote = connection.dialect.identifier_preparer.quote
+    parts: list[str] = []
+    arrays: list[list[Any]] = []
+
+    def unnest(table: Table, names: tuple[str, ...], rows: Sequence[Any]) -> str:
+        arrays.extend(list(column) for column in zip(*rows, strict=True))
+        casts = ", ".join(f"%s::{_COPY_TYPES[type(table.c[name].type)]}[]" for name in names)
+        return f"unnest({casts})"
+
+    for change in updates:
+        if change.rows:
+            names = (*change.columns, *change.keys)
+            assignments = ", ".join(f"{quote(name)} = v.{quote(name)}" for name in change.columns)
+            match = " AND ".join(f"t.{quote(name)} = v.{quote(name)}" for name in change.keys)
+            parts.append(
+                f"UPDATE {quote(change.table.name)} AS t SET {assignments}"
+                f" FROM {unnest(change.table, names, change.rows)}"
+                f" AS v({', '.join(quote(name) for name in names)}) WHERE {match}"
+            )
+    ctes = ", ".join(f"write_{position} AS ({part})" for position, part in enumerate(parts))
+    return f"WITH {ctes} SELECT 1", [tuple(arrays)]
 
 
 def _select_in(
