@@ -97,9 +97,21 @@ def encode_leaf_members(
 ) -> bytes:
     """:func:`encode_leaf` for a body whose values are canonical JSON text already."""
     document = dict(members)
-    document["schema"] = str(LEAF_SCHEMA_VERSION)
+    document["schema"] = _SCHEMA_TEXT
     document["index"] = str(index)
-    document["kind"] = encode_trusted_text(kind.value)
-    document["committed_at"] = encode_trusted_text(format_time(committed_at_us))
-    document["instruction"] = encode_trusted_text(instruction_json(instruction))
+    document["kind"] = _KIND_TEXT[kind]
+    document["committed_at"] = _time_text(committed_at_us)
+    document["instruction"] = (
+        "null" if instruction is None else encode_trusted_text(instruction_json(instruction))
+    )
     return join_members(document)
+
+
+# The envelope's values repeat from leaf to leaf: encoded once.
+_SCHEMA_TEXT = encode_trusted_text(LEAF_SCHEMA_VERSION)
+_KIND_TEXT = {kind: encode_trusted_text(kind.value) for kind in EntryKind}
+
+
+@functools.lru_cache(maxsize=64)
+def _time_text(microseconds: int) -> str:
+    return encode_trusted_text(format_time(microseconds))
