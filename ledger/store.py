@@ -675,7 +675,8 @@ class Ledger:
                 for insert in inserts:
                     _insert_many(connection, insert.table, insert.columns, insert.rows)
                 for change in updates:
-                    _execute_many(connection, _update_sql(connection, change), change.rows)
+                    if change.rows:
+                        _execute_many(connection, _update_sql(connection, change), change.rows)
                 if commit and not due and self.dialect == "postgresql":
                     _execute_many(connection, "COMMIT", [()])
         else:
