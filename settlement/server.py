@@ -209,6 +209,8 @@ async def serve(
         await wait_for_first_health_check(server)
         if settings.metrics_port:
             metrics_server = start_metrics_server(settings.metrics_port, settings.metrics_address)
+        # Handlers first: whoever reads "listening" may send SIGTERM at once.
+        stop_signal = _install_stop_signals()
         host = listen_host(settings.listen_address)
         log.info(
             "listening",
@@ -218,7 +220,7 @@ async def serve(
             tls=not settings.insecure,
             metrics_port=metrics_server.port if metrics_server is not None else None,
         )
-        received = await _wait_for_stop_signal()
+        received = await stop_signal
         log.info(
             "stopping",
             signal=received,
@@ -420,11 +422,10 @@ async def _keep_health(
         await asyncio.sleep(interval_seconds)
 
 
-async def _wait_for_stop_signal() -> str:
-    """Wait for SIGTERM or SIGINT; returns the signal's name."""
+def _install_stop_signals() -> asyncio.Future[str]:
+    """Handle SIGTERM and SIGINT; the future resolves to the first signal's name."""
     loop = asyncio.get_running_loop()
     received: asyncio.Future[str] = loop.create_future()
-    signals = (signal.SIGTERM, signal.SIGINT)
 
     def on_signal(number: signal.Signals) -> None:
         if received.done():
@@ -432,12 +433,12 @@ async def _wait_for_stop_signal() -> str:
         else:
             received.set_result(number.name)
 
-    for number in signals:
+    for number in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(number, on_signal, number)
     # The handlers stay installed until the loop closes: a second Ctrl-C while
     # in-flight calls finish is logged, and does not kill the process before
     # the hub is closed.
-    return await received
+    return received
 
 
 def _default_open_hub(settings: ServerSettings) -> OpenHub:
